@@ -1,0 +1,49 @@
+"""One error family. Each error carries a one-line message a user can act on."""
+
+from __future__ import annotations
+
+
+class CopilotError(Exception):
+    """An error the user can fix. `str(err)` is the whole message; `hint` says what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ConfigError(CopilotError):
+    exit_code = 2
+
+
+class UsageError(CopilotError):
+    exit_code = 2
+
+
+class OllamaUnavailable(CopilotError):
+    exit_code = 3
+
+
+class ModelMissing(CopilotError):
+    exit_code = 4
+
+
+class ModelError(CopilotError):
+    exit_code = 5
+
+
+class SearchFailed(CopilotError):
+    exit_code = 6
+
+
+class NoSources(CopilotError):
+    exit_code = 7
+
+
+class FetchBlocked(CopilotError):
+    """A URL the fetcher refuses to read (scheme or address not allowed)."""

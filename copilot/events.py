@@ -1,0 +1,156 @@
+"""The types the engine yields. The CLI and the TUI render these; neither repeats pipeline logic."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+SourceKind = Literal["web", "web-so", "web-docs", "local", "local-so", "local-docs", "context"]
+
+
+@dataclass
+class SearchResult:
+    """One plain search result, in the engine's own order (rank starts at 1)."""
+
+    rank: int
+    title: str
+    url: str
+    snippet: str
+    engine: str = ""
+
+
+@dataclass
+class Source:
+    """A numbered source the model is given. `text` is the passage the model sees."""
+
+    n: int
+    title: str
+    url: str
+    kind: SourceKind
+    text: str
+    path: str | None = None  # for local sources: the file
+    site: str = ""
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "title": self.title, "url": self.url, "kind": self.kind,
+                "path": self.path, "site": self.site}
+
+
+@dataclass
+class Citation:
+    """One `[n]` the answer made, in answer order. `valid` means n names a real source."""
+
+    n: int
+    valid: bool
+    start: int  # character span of the marker in the answer
+    end: int
+    raw: str
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "valid": self.valid, "raw": self.raw}
+
+
+@dataclass
+class Timings:
+    search: float = 0.0
+    fetch: float = 0.0
+    first_token: float | None = None
+    total: float = 0.0
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    model: str
+    sources: list[Source]
+    citations: list[Citation]
+    plain_results: list[SearchResult]
+    warnings: list[str]
+    timings: Timings
+    cut: bool = False  # the stream broke or was cancelled before the model finished
+
+    def cited_numbers(self) -> set[int]:
+        return {c.n for c in self.citations if c.valid}
+
+    def to_json(self) -> dict:
+        cited_urls = {s.url for s in self.sources if s.n in self.cited_numbers()}
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "model": self.model,
+            "cut": self.cut,
+            "sources": [s.to_json() for s in self.sources],
+            "citations": [c.to_json() for c in self.citations],
+            "invalid_citations": sorted({c.n for c in self.citations if not c.valid}),
+            "plain_results": [
+                {"rank": r.rank, "title": r.title, "url": r.url, "snippet": r.snippet,
+                 "cited": r.url in cited_urls}
+                for r in self.plain_results
+            ],
+            "warnings": list(self.warnings),
+            "timings": asdict(self.timings),
+        }
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    """Progress the user may want to see ("Searching…", "Reading 5 pages…", "Loading model…")."""
+
+    message: str
+
+
+@dataclass
+class Warning:  # noqa: A001 - the event's natural name
+    """Something went wrong but the answer goes on (rate limit, page skipped, model switched)."""
+
+    message: str
+
+
+@dataclass
+class ModelChosen:
+    model: str
+    reason: str = ""  # why, when the user did not name it
+
+
+@dataclass
+class PlainResults:
+    """The plain search results, ready before the model starts."""
+
+    results: list[SearchResult]
+    engine: str
+
+
+@dataclass
+class SourcesReady:
+    sources: list[Source]
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Done:
+    answer: Answer
+
+
+Event = Status | Warning | ModelChosen | PlainResults | SourcesReady | Token | Done
+
+
+@dataclass
+class Page:
+    """A fetched page before extraction."""
+
+    url: str  # the URL asked for
+    final_url: str  # after redirects
+    status: int
+    content_type: str
+    body: bytes
+    encoding: str | None = None
+    elapsed: float = 0.0
+    extra: dict = field(default_factory=dict)
