@@ -1,0 +1,213 @@
+"""The pipeline: search → read pages → pick passages → prompt → stream → check citations.
+
+`ask()` is an async generator of events (copilot.events). It is the only place that knows the
+order of the steps; the CLI and the TUI only render what it yields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from copilot import events as ev
+from copilot.config import Settings
+from copilot.errors import CopilotError
+from copilot.safetext import clean
+
+# After this long without a first token, tell the user the model is probably loading.
+LOADING_NOTICE_AFTER = 2.0
+
+
+@dataclass
+class AskOptions:
+    use_web: bool = True
+    model: str = ""  # empty: settings.model, else pick an installed one
+    context: str | None = None  # text the user attached (piped terminal output)
+
+
+def _source_kind(doc_kind: str, origin: str) -> ev.SourceKind:
+    suffix = {"so": "-so", "docs": "-docs"}.get(doc_kind, "")
+    return f"{origin}{suffix}"  # type: ignore[return-value]
+
+
+def _extract(page: ev.Page):
+    from copilot.web.extract import decode_body, extract_html, extract_text
+
+    text = decode_body(page.body, page.content_type)
+    if "html" in page.content_type or text.lstrip()[:1] == "<":
+        return extract_html(text, url=page.final_url)
+    return extract_text(text, url=page.final_url)
+
+
+async def read_pages(
+    results: list[ev.SearchResult], settings: Settings, warn
+) -> list[tuple[object, str]]:
+    """Fetch the top results concurrently and extract each; failures become warnings."""
+    from copilot.web.fetch import FetchFailure, fetch_pages
+
+    urls = [r.url for r in results[: settings.max_pages]]
+    if not urls:
+        return []
+    fetched = await fetch_pages(urls, settings)
+    docs: list[tuple[object, str]] = []
+    failed: list[str] = []
+    pages = [p for p in fetched if not isinstance(p, FetchFailure)]
+    failed = [f"{urlsplit(f.url).netloc or f.url} ({f.reason})" for f in fetched
+              if isinstance(f, FetchFailure)]
+    extracted = await asyncio.gather(*(asyncio.to_thread(_extract, p) for p in pages),
+                                     return_exceptions=True)
+    for page, doc in zip(pages, extracted, strict=True):
+        if isinstance(doc, BaseException) or not doc.sections:
+            failed.append(f"{urlsplit(page.final_url).netloc} (nothing readable)")
+            continue
+        docs.append((doc, page.url))
+    if failed:
+        warn(f"skipped {len(failed)} of {len(urls)} pages: " + "; ".join(failed))
+    return docs
+
+
+def number_sources(picked, settings: Settings) -> list[ev.Source]:
+    sources = []
+    for n, (doc, passage) in enumerate(picked, start=1):
+        url = doc.canonical_url or doc.url or ""
+        title = doc.title or url
+        heading = getattr(passage, "heading", "")
+        if heading and heading not in title:
+            title = f"{title} › {heading}"
+        sources.append(ev.Source(
+            n=n, title=clean(title), url=url, kind=_source_kind(doc.kind, "web"),
+            text=passage.text, site=doc.site or urlsplit(url).netloc,
+        ))
+    return sources
+
+
+async def ask(question: str, settings: Settings, options: AskOptions | None = None
+              ) -> AsyncIterator[ev.Event]:
+    """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
+    from copilot import citations, llm, prompting
+
+    options = options or AskOptions()
+    started = time.perf_counter()
+    timings = ev.Timings()
+    warnings: list[str] = []
+    pending: list[str] = []  # warnings not yet yielded
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        pending.append(message)
+
+    def flush() -> list[ev.Warning]:
+        out = [ev.Warning(m) for m in pending]
+        pending.clear()
+        return out
+
+    # Ask Ollama which model to use while the web work runs.
+    model_task = asyncio.create_task(
+        llm.resolve_model(settings, options.model or settings.model))
+    try:
+        results: list[ev.SearchResult] = []
+        docs: list[tuple[object, str]] = []
+        if options.use_web and settings.engines:
+            from copilot.web.search import search
+
+            yield ev.Status("Searching the web…")
+            t = time.perf_counter()
+            results, engine = await search(question, settings, on_warning=warn)
+            timings.search = time.perf_counter() - t
+            for w in flush():
+                yield w
+            yield ev.PlainResults(results, engine)
+            if results:
+                yield ev.Status(f"Reading {min(len(results), settings.max_pages)} pages…")
+                t = time.perf_counter()
+                docs = await read_pages(results, settings, warn)
+                timings.fetch = time.perf_counter() - t
+                for w in flush():
+                    yield w
+        elif options.use_web:
+            warn("web search is off (COPILOT_SEARCH_ENGINE=none)")
+            for w in flush():
+                yield w
+
+        from copilot.passages import select_sources
+
+        picked = select_sources(question, docs, settings.context_tokens, settings.max_sources)
+        sources = number_sources(picked, settings)
+        if not sources:
+            warn("no sources could be read: this answer comes from the model alone, without citations")
+            for w in flush():
+                yield w
+        yield ev.SourcesReady(sources)
+
+        model, reason = await model_task
+        yield ev.ModelChosen(model, reason)
+
+        messages = prompting.build_messages(question, sources, options.context)
+        num_ctx = prompting.num_ctx_for(messages, settings.max_answer_tokens)
+        stats = llm.ChatStats()
+        parts: list[str] = []
+        cut = False
+        stream = llm.stream_chat(settings, model, messages, num_ctx, stats).__aiter__()
+        t_model = time.perf_counter()
+        told_loading = False
+        step: asyncio.Future | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(stream.__anext__())
+                if not parts and not told_loading:
+                    done, _ = await asyncio.wait({step}, timeout=LOADING_NOTICE_AFTER)
+                    if not done:
+                        told_loading = True
+                        yield ev.Status(f"Loading {model}… (the first answer after a start is slow)")
+                try:
+                    text = await step
+                except StopAsyncIteration:
+                    break
+                if not parts:
+                    timings.first_token = time.perf_counter() - t_model
+                parts.append(text)
+                yield ev.Token(text)
+        except llm.StreamCut as e:
+            cut = True
+            warn(f"the answer was cut: {e}")
+        except asyncio.CancelledError:
+            cut = True
+            raise
+        finally:
+            if step is not None and not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            await stream.aclose()
+
+        answer_text = "".join(parts)
+        if stats.done_reason == "length":
+            cut = True
+            warn(f"the answer hit the {settings.max_answer_tokens}-token limit and was cut")
+        cites = citations.check_citations(answer_text, sources)
+        invalid = sorted({c.n for c in cites if not c.valid})
+        if invalid:
+            listed = ", ".join(f"[{n}]" for n in invalid)
+            warn(f"the answer cites {listed}, which {'is' if len(invalid) == 1 else 'are'} not "
+                 f"among the {len(sources)} sources")
+        elif sources and answer_text.strip() and not cites:
+            warn("the answer cites none of its sources")
+        for w in flush():
+            yield w
+        timings.total = time.perf_counter() - started
+        yield ev.Done(ev.Answer(
+            question=question, text=answer_text, model=model, sources=sources, citations=cites,
+            plain_results=results, warnings=warnings, timings=timings, cut=cut,
+        ))
+    finally:
+        if not model_task.done():
+            model_task.cancel()
+        elif not model_task.cancelled():
+            model_task.exception()  # consumed: never "exception was never retrieved"
+
+
+__all__ = ["AskOptions", "ask", "CopilotError"]

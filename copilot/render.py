@@ -1,0 +1,257 @@
+"""How the command line shows things: Markdown on a terminal, plain text when piped, or JSON.
+
+Everything that came from a page, a file or the model passes through `clean()` before it is
+printed, and reaches Rich as plain Text, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from copilot import events as ev
+from copilot.safetext import clean
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+class _BlockStreamer:
+    """Renders streamed Markdown on a terminal: finished blocks are printed for good, only the
+    block still arriving is redrawn. Long answers scroll normally and nothing is printed twice."""
+
+    def __init__(self, console):
+        from rich.live import Live
+
+        self.console = console
+        self.buffer = ""
+        self.live = Live(console=console, refresh_per_second=12, transient=True)
+        self.live.start()
+
+    @staticmethod
+    def _split(text: str) -> tuple[str, str]:
+        """(finished blocks, open block): cut at the last blank line outside a code fence."""
+        cut, in_fence, pos = 0, False, 0
+        for line in text.splitlines(keepends=True):
+            pos += len(line)
+            if line.lstrip().startswith(("```", "~~~")):
+                in_fence = not in_fence
+            elif not in_fence and not line.strip() and line.endswith("\n"):
+                cut = pos
+        return text[:cut], text[cut:]
+
+    def feed(self, text: str) -> None:
+        from rich.markdown import Markdown
+
+        self.buffer += text
+        done, rest = self._split(self.buffer)
+        if done.strip():
+            self.live.update("")
+            self.live.refresh()
+            self.console.print(Markdown(done))
+        self.buffer = rest
+        self.live.update(Markdown(rest))
+
+    def close(self) -> None:
+        from rich.markdown import Markdown
+
+        self.live.update("")
+        self.live.stop()
+        if self.buffer.strip():
+            self.console.print(Markdown(self.buffer))
+        self.buffer = ""
+
+
+class AskPrinter:
+    def __init__(self, json_mode: bool = False, compare: bool = False):
+        self.json_mode = json_mode
+        self.compare = compare
+        self.tty = sys.stdout.isatty()
+        self.err = _console(stderr=True)
+        self.out = _console()
+        self.streamer: _BlockStreamer | None = None
+        self.status = None
+
+    def _status(self, message: str) -> None:
+        if self.json_mode or not sys.stderr.isatty():
+            return
+        if self.status is None:
+            self.status = self.err.status(message, spinner="dots")
+            self.status.start()
+        else:
+            self.status.update(message)
+
+    def _stop_status(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+    def _warn(self, message: str) -> None:
+        from rich.text import Text
+
+        self._stop_status()
+        self.err.print(Text("warning: ", style="yellow") + Text(clean(message)))
+
+    async def run(self, question: str, settings, options) -> int:
+        from copilot.engine import ask
+
+        answer: ev.Answer | None = None
+        try:
+            async for event in ask(question, settings, options):
+                answer = self.handle(event) or answer
+        finally:
+            self._stop_status()
+            if self.streamer:
+                self.streamer.close()
+        if answer is None:
+            return 1
+        if self.json_mode:
+            print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+        else:
+            self.print_footer(answer)
+        return 0
+
+    def handle(self, event: ev.Event) -> ev.Answer | None:
+        if isinstance(event, ev.Status):
+            self._status(event.message)
+        elif isinstance(event, ev.Warning):
+            if not self.json_mode:
+                self._warn(event.message)
+        elif isinstance(event, ev.ModelChosen):
+            if event.reason and not self.json_mode:
+                self._stop_status()
+                self.err.print(f"[dim]{clean(event.reason)}[/dim]", markup=True)
+            self._status(f"Asking {event.model}…")
+        elif isinstance(event, ev.Token):
+            if self.json_mode:
+                return None
+            self._stop_status()
+            text = clean(event.text)
+            if self.tty:
+                if self.streamer is None:
+                    self.streamer = _BlockStreamer(self.out)
+                self.streamer.feed(text)
+            else:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        elif isinstance(event, ev.Done):
+            self._stop_status()
+            if self.streamer:
+                self.streamer.close()
+                self.streamer = None
+            return event.answer
+        return None
+
+    def print_footer(self, answer: ev.Answer) -> None:
+        from rich.text import Text
+
+        if not self.tty:
+            sys.stdout.write("\n")
+        if answer.cut:
+            self.err.print(Text("(the answer was cut off)", style="yellow"))
+        cited = answer.cited_numbers()
+        if answer.sources:
+            self.out.print()
+            self.out.print(Text("Sources", style="bold"))
+            for s in answer.sources:
+                mark = "" if s.n in cited else "  (not cited)"
+                line = Text(f"[{s.n}] ", style="bold cyan" if s.n in cited else "dim")
+                line += Text(clean(s.title)) + Text(" — ") + Text(clean(s.url), style="blue")
+                line += Text(mark, style="dim")
+                self.out.print(line, soft_wrap=True)
+        invalid = sorted({c.n for c in answer.citations if not c.valid})
+        for n in invalid:
+            self.out.print(Text(f"[{n}] ", style="bold red") + Text("cited, but there is no source "
+                                                                   f"{n}: an invented citation"))
+        if self.compare:
+            self.out.print()
+            self.out.print(compare_table(answer))
+        t = answer.timings
+        if sys.stderr.isatty():
+            first = f"{t.first_token:.1f}s" if t.first_token is not None else "—"
+            self.err.print(f"[dim]{answer.model} · search {t.search:.1f}s · pages {t.fetch:.1f}s · "
+                           f"first token {first} · total {t.total:.1f}s[/dim]", markup=True)
+
+
+def compare_table(answer: ev.Answer):
+    """The cited sources next to the plain search results, each plain result marked when cited."""
+    from rich.table import Table
+    from rich.text import Text
+
+    cited = answer.cited_numbers()
+    cited_urls = {s.url for s in answer.sources if s.n in cited}
+    table = Table(title="Answer's sources vs. plain search", expand=True, show_lines=False)
+    table.add_column("Cited by the answer", ratio=1)
+    table.add_column("Plain search (engine order)", ratio=1)
+    left = [Text(f"[{s.n}] ") + Text(clean(s.title)) + Text(f"\n    {clean(s.url)}", style="dim")
+            for s in answer.sources if s.n in cited]
+    if not left:
+        left = [Text("(no valid citations)", style="dim")]
+    right = []
+    for r in answer.plain_results:
+        mark = Text("✓ cited ", style="green") if r.url in cited_urls else Text("  ")
+        right.append(mark + Text(f"{r.rank}. ") + Text(clean(r.title))
+                     + Text(f"\n    {clean(r.url)}", style="dim"))
+    if not right:
+        right = [Text("(no plain results)", style="dim")]
+    for i in range(max(len(left), len(right))):
+        table.add_row(left[i] if i < len(left) else "", right[i] if i < len(right) else "")
+    return table
+
+
+async def print_search(query: str, settings, use_web: bool = True, json_mode: bool = False) -> int:
+    from rich.text import Text
+
+    from copilot.errors import SearchFailed
+
+    warnings: list[str] = []
+    results: list[ev.SearchResult] = []
+    engine = ""
+    if use_web and settings.engines:
+        from copilot.web.search import search
+
+        results, engine = await search(query, settings, on_warning=warnings.append)
+    local: list[dict] = []  # filled once the local index exists
+    if json_mode:
+        print(json.dumps({
+            "web": [{"rank": r.rank, "title": r.title, "url": r.url, "snippet": r.snippet}
+                    for r in results],
+            "local": local,
+            "engine": engine,
+            "warnings": warnings,
+        }, ensure_ascii=False, indent=2))
+        return 0 if results or not use_web else 6
+    err, out = _console(stderr=True), _console()
+    for w in warnings:
+        err.print(Text("warning: ", style="yellow") + Text(clean(w)))
+    if use_web and not settings.engines:
+        err.print(Text("web search is off (COPILOT_SEARCH_ENGINE=none)", style="yellow"))
+    for r in results:
+        out.print(Text(f"{r.rank:>2}. ", style="bold") + Text(clean(r.title), style="bold"))
+        out.print(Text("    " + clean(r.url), style="blue"), soft_wrap=True)
+        if r.snippet:
+            out.print(Text("    " + clean(r.snippet)))
+    if use_web and settings.engines and not results:
+        raise SearchFailed(f"no results for {query!r}", "check `copilot doctor`, or try other words")
+    return 0
+
+
+def print_config(settings, config_path: Path) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    out = _console()
+    exists = "exists" if config_path.is_file() else "not present"
+    out.print(Text(f"config file: {config_path} ({exists})"))
+    table = Table(show_header=True, box=None, pad_edge=False)
+    table.add_column("setting")
+    table.add_column("value")
+    table.add_column("from", style="dim")
+    for name, value, origin in settings.items():
+        shown = ",".join(value) if isinstance(value, list) else str(value)
+        table.add_row(name, Text(shown or "(unset)"), origin)
+    out.print(table)
