@@ -74,9 +74,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        self.send_bytes(status, json.dumps(obj).encode(), "application/json; charset=utf-8", headers)
+        self.send_bytes(status, json.dumps(obj).encode(), "application/json; charset=utf-8",
+                        headers)
 
-    def send_text(self, status: int, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+    def send_text(self, status: int, text: str,
+                  content_type: str = "text/plain; charset=utf-8") -> None:
         self.send_bytes(status, text.encode(), content_type)
 
     def start_chunked(self, status: int, content_type: str,

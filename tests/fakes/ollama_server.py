@@ -115,7 +115,8 @@ class FakeOllama(LoopbackServer):
     def fail_next(self, status: int, error: str, times: int = 1, *,
                   paths: tuple[str, ...] = ("/api/chat", "/api/generate", "/api/embed",
                                             "/api/embeddings")) -> None:
-        """The next `times` requests to a model-running endpoint answer `status {"error": error}`."""
+        """The next `times` requests to a model-running endpoint (`paths`) answer
+        `status` with `{"error": error}`."""
         with self._flock:
             self._failures.extend([(status, error)] * times)
             self._fail_paths = paths
@@ -272,7 +273,8 @@ class FakeOllama(LoopbackServer):
             return
         info = self.models[key]
         if "completion" not in info.get("capabilities", ["completion"]):
-            return req.send_json(400, {"error": f'"{name}" does not support {"chat" if chat else "generate"}'})
+            what = "chat" if chat else "generate"
+            return req.send_json(400, {"error": f'"{name}" does not support {what}'})
         self._loaded[_full_name(key)] = time.time()
         started = time.monotonic_ns()
 
