@@ -104,7 +104,8 @@ class Settings:
     max_pages: int = 5  # pages read per question
     max_sources: int = 6  # numbered sources given to the model
     context_tokens: int = 1200  # budget for the source block, estimated tokens
-    search_timeout: float = 8.0
+    search_timeout: float = 8.0  # the whole search, all engines and retries together
+    search_backoff: float = 1.0  # pause before retrying an engine that rate-limited or failed
     page_timeout: float = 5.0
     fetch_deadline: float = 8.0  # all pages together
     page_max_bytes: int = 3_000_000

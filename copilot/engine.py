@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from copilot import events as ev
 from copilot.config import Settings
-from copilot.errors import CopilotError
+from copilot.errors import CopilotError, NoSources
 from copilot.safetext import clean
 
 # After this long without a first token, tell the user the model is probably loading.
@@ -138,7 +138,12 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         picked = select_sources(question, docs, settings.context_tokens, settings.max_sources)
         sources = number_sources(picked, settings)
         if not sources:
-            warn("no sources could be read: this answer comes from the model alone, without citations")
+            if options.use_web and settings.engines:
+                why = "no search results" if not results else "none of the pages could be read"
+                raise NoSources(f"{why} for this question",
+                                "try other words, check `copilot doctor`, or use --no-web to "
+                                "answer from the model alone")
+            warn("no sources: this answer comes from the model alone, without citations")
             for w in flush():
                 yield w
         yield ev.SourcesReady(sources)
@@ -150,7 +155,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         num_ctx = prompting.num_ctx_for(messages, settings.max_answer_tokens)
         stats = llm.ChatStats()
         parts: list[str] = []
-        cut = False
+        cut_reason = ""
         stream = llm.stream_chat(settings, model, messages, num_ctx, stats).__aiter__()
         t_model = time.perf_counter()
         told_loading = False
@@ -172,11 +177,8 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
                 parts.append(text)
                 yield ev.Token(text)
         except llm.StreamCut as e:
-            cut = True
+            cut_reason = "stream"
             warn(f"the answer was cut: {e}")
-        except asyncio.CancelledError:
-            cut = True
-            raise
         finally:
             if step is not None and not step.done():
                 step.cancel()
@@ -186,7 +188,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
 
         answer_text = "".join(parts)
         if stats.done_reason == "length":
-            cut = True
+            cut_reason = "length"
             warn(f"the answer hit the {settings.max_answer_tokens}-token limit and was cut")
         cites = citations.check_citations(answer_text, sources)
         invalid = sorted({c.n for c in cites if not c.valid})
@@ -201,7 +203,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         timings.total = time.perf_counter() - started
         yield ev.Done(ev.Answer(
             question=question, text=answer_text, model=model, sources=sources, citations=cites,
-            plain_results=results, warnings=warnings, timings=timings, cut=cut,
+            plain_results=results, warnings=warnings, timings=timings, cut_reason=cut_reason,
         ))
     finally:
         if not model_task.done():

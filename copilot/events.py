@@ -68,7 +68,11 @@ class Answer:
     plain_results: list[SearchResult]
     warnings: list[str]
     timings: Timings
-    cut: bool = False  # the stream broke or was cancelled before the model finished
+    cut_reason: str = ""  # "stream": the connection broke mid-answer; "length": hit the token limit
+
+    @property
+    def cut(self) -> bool:
+        return bool(self.cut_reason)
 
     def cited_numbers(self) -> set[int]:
         return {c.n for c in self.citations if c.valid}
@@ -80,6 +84,7 @@ class Answer:
             "answer": self.text,
             "model": self.model,
             "cut": self.cut,
+            "cut_reason": self.cut_reason,
             "sources": [s.to_json() for s in self.sources],
             "citations": [c.to_json() for c in self.citations],
             "invalid_citations": sorted({c.n for c in self.citations if not c.valid}),

@@ -113,7 +113,7 @@ class AskPrinter:
             print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         else:
             self.print_footer(answer)
-        return 0
+        return 5 if answer.cut_reason == "stream" else 0
 
     def handle(self, event: ev.Event) -> ev.Answer | None:
         if isinstance(event, ev.Status):

@@ -31,7 +31,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from copilot.errors import FetchBlocked
+from copilot.errors import ConfigError, FetchBlocked
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,6 +78,13 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
     if _in(ip, _NAT64):
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
+
+
+def show_address(ip: IPAddress) -> str:
+    """`ip` as users write it (IPv4-mapped IPv6 in dotted form, as Python 3.13+ prints it)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return str(ip)
 
 
 def address_problem(ip: IPAddress) -> str | None:
@@ -170,7 +177,13 @@ class AddressPolicy:
     def _add_allowed(self, entry: str) -> None:
         entry = entry.strip().lower()
         if "://" in entry:
-            entry = httpx.URL(entry).host
+            try:
+                entry = httpx.URL(entry).host
+            except httpx.InvalidURL:
+                raise ConfigError(f"fetch_allow has a bad entry {entry!r}",
+                                  "use host names, addresses or CIDR ranges") from None
+        if entry.startswith("[") and "]" in entry:  # [v6] or [v6]:port
+            entry = entry[1:entry.index("]")]
         if not entry:
             return
         try:
@@ -205,7 +218,7 @@ class AddressPolicy:
             return
         problem = address_problem(ip)
         if problem:
-            shown = str(ip)
+            shown = show_address(ip)
             if host and _parse_ip(host) is None:
                 raise FetchBlocked(f"{host} resolves to {shown}, {problem}")
             raise FetchBlocked(f"{shown} is {problem}")
@@ -221,7 +234,7 @@ class AddressPolicy:
             raise FetchBlocked(f"not a valid URL: {str(url)[:80]}") from None
         scheme = parsed.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
-            shown = f"{scheme}: URLs are" if scheme else "URLs without a scheme are"
+            shown = f"{scheme} URLs are" if scheme else "URLs without a scheme are"
             raise FetchBlocked(f"{shown} not fetched (only http and https)")
         host = parsed.raw_host.decode("ascii", "replace")
         if not host:
