@@ -70,17 +70,20 @@ async def read_pages(
     return docs
 
 
-def number_sources(picked, settings: Settings) -> list[ev.Source]:
+def number_sources(picked) -> list[ev.Source]:
+    """Number the chosen passages [1..n]. A web source keeps the URL the search gave, so it
+    matches its plain result; the page's canonical address rides along."""
     sources = []
     for n, (doc, passage) in enumerate(picked, start=1):
-        url = doc.canonical_url or doc.url or ""
+        url = passage.url or doc.url or doc.canonical_url or ""
         title = doc.title or url
-        heading = getattr(passage, "heading", "")
-        if heading and heading not in title:
-            title = f"{title} › {heading}"
+        extra = [h for h in passage.heading_path if h and h != title and h not in title]
+        if extra:
+            title = " › ".join([title, *extra])
+        canonical = doc.canonical_url if doc.canonical_url and doc.canonical_url != url else None
         sources.append(ev.Source(
             n=n, title=clean(title), url=url, kind=_source_kind(doc.kind, "web"),
-            text=passage.text, site=doc.site or urlsplit(url).netloc,
+            text=passage.text, site=doc.site or urlsplit(url).netloc, canonical_url=canonical,
         ))
     return sources
 
@@ -136,7 +139,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         from copilot.passages import select_sources
 
         picked = select_sources(question, docs, settings.context_tokens, settings.max_sources)
-        sources = number_sources(picked, settings)
+        sources = number_sources(picked)
         if not sources:
             if options.use_web and settings.engines:
                 why = "no search results" if not results else "none of the pages could be read"

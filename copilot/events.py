@@ -30,10 +30,11 @@ class Source:
     text: str
     path: str | None = None  # for local sources: the file
     site: str = ""
+    canonical_url: str | None = None  # the address the page names for itself, when it differs
 
     def to_json(self) -> dict:
         return {"n": self.n, "title": self.title, "url": self.url, "kind": self.kind,
-                "path": self.path, "site": self.site}
+                "path": self.path, "site": self.site, "canonical_url": self.canonical_url}
 
 
 @dataclass

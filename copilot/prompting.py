@@ -2,8 +2,10 @@
 citation instruction.
 
 Page text never goes into the system role. It goes into the user message, each source between
-`<source n="…">` and `</source>`, after neutralising anything in it that could read as our own
-delimiters (see `neutralise`). The citation instruction comes after the question, in the user
+`<source>` and `</source>`, opened by its `[n] title (site)` header line, after neutralising
+anything in it that could read as our own delimiters (see `neutralise`). The number lives in the
+header line only: it is the form the model should cite, and one mark per source keeps the block
+cheap and easy to split. The citation instruction comes after the question, in the user
 message: small models follow it far better there than in the system message.
 
 Every prompt token costs ~11 ms of prefill with a 1.5b model on 2 cores, so the wording is terse.
@@ -77,7 +79,7 @@ def source_header(source: Source) -> str:
 
 def source_block(source: Source) -> str:
     body = neutralise(source.text.strip())
-    return f'<source n="{source.n}">\n{source_header(source)}\n{body}\n</source>'
+    return f"<source>\n{source_header(source)}\n{body}\n</source>"
 
 
 def build_messages(question: str, sources: Sequence[Source],

@@ -61,14 +61,13 @@ Each thread can run at most one event loop at any moment, which is why nested lo
 
 
 def _source_blocks(user_message: str) -> dict[int, str]:
-    """Split the prompt's source block into {n: text}, whatever delimiter style it uses."""
-    marks = list(re.finditer(r'(?m)^\s*(?:<source[^>]*\bn="?(\d+)"?|\[(\d+)\]|=+ ?SOURCE (\d+))',
-                             user_message))
-    blocks = {}
-    for i, m in enumerate(marks):
-        n = int(next(g for g in m.groups() if g))
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(user_message)
-        blocks.setdefault(n, user_message[m.start():end])
+    """Split the prompt's source block into {n: text}: each source opens with a `[n] title` line
+    (inside `<source>` tags or not)."""
+    blocks: dict[int, str] = {}
+    for chunk in re.split(r"(?m)^(?=\[\d+\] )", user_message):
+        m = re.match(r"\[(\d+)\] ", chunk)
+        if m:
+            blocks.setdefault(int(m.group(1)), chunk.split("</source>")[0])
     return blocks
 
 

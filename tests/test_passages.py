@@ -208,7 +208,7 @@ def test_each_good_page_contributes_before_any_gets_two():
     q = "How do I configure the retry backoff?"
     docs = [
         page(0, [Section(["Retry"], "Configure the retry backoff with backoff_factor. " * 3),
-                 Section(["More"], "The retry backoff doubles each time, retry backoff max 120."),
+                 Section(["More"], "To configure the retry backoff per host, set its backoff."),
                  Section(["Misc"], prose(2))]),
         page(1, [Section(["Other"], prose(3))]),  # nothing relevant
         page(2, [Section(["Backoff"], "Set the retry backoff in the config file under [retry]."),

@@ -25,7 +25,7 @@ def make_sources():
 
 
 def blocks(user: str) -> dict[str, str]:
-    return dict(re.findall(r'<source n="(\d+)">\n(.*?)\n</source>', user, re.DOTALL))
+    return dict(re.findall(r"<source>\n(?=\[(\d+)\] )(.*?)\n</source>", user, re.DOTALL))
 
 
 def test_messages_shape_and_system_has_no_page_text():
@@ -57,7 +57,7 @@ def test_user_message_layout():
     assert "T = TypeVar('T')" in found["1"]  # code kept with its line breaks
     assert found["2"].startswith("[2] How to sort a dict by value? (stackoverflow.com)\n")
     # order: sources, context, question, instruction
-    i_src = user.index('<source n="1">')
+    i_src = user.index("<source>\n[1] ")
     i_ctx = user.index("<context>")
     i_q = user.index("Question: How do I declare a generic type?")
     i_ins = user.index("right after each claim")

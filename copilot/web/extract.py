@@ -83,7 +83,9 @@ def _classes(el) -> set[str]:
 
 def _has_class(name: str) -> str:
     """XPath predicate body: the element has `name` among its class tokens."""
-    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
+    # The plain contains() is cheap and usually false, so it guards the exact token test.
+    return (f"(contains(@class, '{name}') and "
+            f"contains(concat(' ', normalize-space(@class), ' '), ' {name} '))")
 
 
 def _drop(el) -> None:
@@ -131,8 +133,9 @@ def _codec(label: str | bytes | None) -> str | None:
 
 
 def decode_body(body: bytes, content_type_header: str | None) -> str:
-    """Bytes to text: BOM, then the header's charset, then ``<meta charset>``, then UTF-8, then
-    charset-normalizer's guess. Never raises; undecodable bytes become U+FFFD."""
+    """Bytes to text. Order: BOM; UTF-8 when the bytes are valid UTF-8 (a declared UTF-16/32
+    comes first); the header's charset; ``<meta charset>``; charset-normalizer's guess.
+    Never raises; undecodable bytes become U+FFFD."""
     try:
         return _decode(body, content_type_header)
     except Exception:  # a decoder must not take the page down with it
@@ -147,24 +150,25 @@ def _decode(body: bytes, content_type_header: str | None) -> str:
                       (codecs.BOM_UTF16_BE, "utf-16")):
         if body.startswith(bom):
             return body.decode(name, errors="replace")
-    candidates: list[str] = []
+    declared: list[str] = []
     if content_type_header:
         m = _CHARSET_RE.search(content_type_header.encode("latin-1", "ignore"))
         if m:
-            candidates.append(m.group(1).decode("ascii", "ignore"))
+            declared.append(m.group(1).decode("ascii", "ignore"))
     m = _META_CHARSET_RE.search(body[:8192])
     if m:
         label = m.group(1).decode("ascii", "ignore")
         # A document that can declare its charset in ASCII is not UTF-16 (WHATWG rule).
-        candidates.append("utf-8" if label.lower().startswith("utf-16") else label)
-    candidates.append("utf-8")
-    for label in candidates:
-        name = _codec(label)
-        if name is None:
-            continue
+        declared.append("utf-8" if label.lower().startswith("utf-16") else label)
+    names = [n for n in map(_codec, declared) if n]
+    # Bytes that are valid UTF-8 are UTF-8 unless the server said UTF-16/32: servers often
+    # label UTF-8 pages iso-8859-1, and text in a legacy charset is almost never valid UTF-8.
+    wide = [n for n in names[:1] if n.startswith(("utf-16", "utf-32"))]
+    for name in [*wide, "utf-8", *names]:
         try:
-            return body.decode(name)
-        except (UnicodeDecodeError, LookupError, ValueError):
+            # final=False: a body cut mid-character (size limit) still decodes strictly.
+            return codecs.getincrementaldecoder(name)("strict").decode(body, final=False)
+        except (UnicodeDecodeError, LookupError, ValueError, TypeError):
             continue
     try:
         from charset_normalizer import from_bytes
@@ -209,25 +213,32 @@ def _parse(text: str):
 _NOISE_TAGS = ("script", "style", "noscript", "template", "iframe", "frame", "frameset", "object",
                "embed", "applet", "svg", "canvas", "button", "input", "select", "textarea",
                "option", "form", "nav", "audio", "video", "source", "track", "map", "dialog")
-_HIDDEN_XPATH = (
-    ".//*[@hidden or @aria-hidden='true' or "
-    + " or ".join(_has_class(c) for c in ("d-none", "hidden", "sr-only", "visually-hidden",
-                                           "screen-reader-text", "v-visible-sr"))
-    + "]"
-)
+_HIDDEN_CLASSES = frozenset(("d-none", "hidden", "sr-only", "visually-hidden",
+                             "screen-reader-text", "v-visible-sr"))
 _HIDDEN_STYLE_RE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 
 
+def _is_hidden(el) -> bool:
+    if el.get("hidden") is not None or el.get("aria-hidden") == "true":
+        return True
+    cls = el.get("class")
+    if cls and not _HIDDEN_CLASSES.isdisjoint(cls.split()):
+        return True
+    style = el.get("style")
+    return bool(style and _HIDDEN_STYLE_RE.search(style))
+
+
 def _strip_noise(el) -> None:
-    """Drop what a reader never sees: scripts, styles, forms, navigation, hidden elements."""
+    """Drop what a reader never sees: scripts, styles, forms, navigation, hidden elements,
+    permalink anchors."""
     etree.strip_elements(el, *_NOISE_TAGS, with_tail=False)
-    for hidden in el.xpath(_HIDDEN_XPATH):
-        _drop(hidden)
-    for styled in el.xpath(".//*[@style]"):
-        if _HIDDEN_STYLE_RE.search(styled.get("style") or ""):
-            _drop(styled)
-    for link in el.xpath(".//a[" + _has_class("headerlink") + "]"):
-        _drop(link)
+    doomed = []
+    for node in el.iter():
+        if isinstance(node.tag, str) and (
+                _is_hidden(node) or (node.tag == "a" and "headerlink" in _classes(node))):
+            doomed.append(node)
+    for node in doomed:
+        _drop(node)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,30 +302,35 @@ def _first(root, xpath: str) -> str:
     return ""
 
 
+_DATE_META_KEYS = ("article:published_time", "date", "dc.date.issued", "dcterms.created")
+
+
 def _read_meta(root, url: str | None) -> _Meta:
     meta = _Meta()
-    meta.og_title = _first(root, "//meta[@property='og:title' or @name='og:title']/@content")
-    meta.html_title = _first(root, "//title//text()")
-    canonical = None
-    for href in root.xpath("//link[contains(concat(' ', @rel, ' '), ' canonical ')]/@href"):
-        canonical = _http_url(href, url)
-        if canonical:
-            break
-    if not canonical:
-        og_url = _first(root, "//meta[@property='og:url' or @name='og:url']/@content")
-        canonical = _http_url(og_url, url)
-    meta.canonical = canonical
-    for xpath in (
-        "//meta[@property='article:published_time' or @name='article:published_time']/@content",
-        "//*[@itemprop='datePublished' or @itemprop='dateCreated']/@content",
-        "//*[@itemprop='datePublished' or @itemprop='dateCreated']/@datetime",
-        "//meta[@name='date' or @name='DC.date.issued' or @name='dcterms.created']/@content",
-        "//time/@datetime",
-    ):
-        found = _iso_date(_first(root, xpath))
-        if found:
-            meta.date = found
-            break
+    metas: dict[str, str] = {}
+    for el in root.iter("meta"):  # one pass over <meta>, wherever a saved page put them
+        content = _collapse(_clean(el.get("content") or ""))
+        if not content:
+            continue
+        for key in (el.get("property"), el.get("name")):
+            if key:
+                metas.setdefault(key.strip().lower(), content)
+    meta.og_title = metas.get("og:title", "")
+    title = next(root.iter("title"), None)
+    meta.html_title = _collapse(_clean(_text(title))) if title is not None else ""
+    for link in root.iter("link"):
+        if "canonical" in (link.get("rel") or "").lower().split():
+            meta.canonical = _http_url(link.get("href"), url)
+            if meta.canonical:
+                break
+    if not meta.canonical:
+        meta.canonical = _http_url(metas.get("og:url"), url)
+    candidates = [metas.get("article:published_time")]
+    candidates += root.xpath("//*[@itemprop='datePublished' or @itemprop='dateCreated']"
+                             "/@*[name()='content' or name()='datetime']")
+    candidates += [metas.get(k) for k in _DATE_META_KEYS[1:]]
+    candidates += [t.get("datetime") for t in root.iter("time")]
+    meta.date = next((d for d in map(_iso_date, candidates) if d), None)
     return meta
 
 
@@ -876,14 +892,28 @@ _DOCS_MAIN = (
     "//main",
     "//article",
 )
-_DOCS_JUNK = (  # one pass over the tree: a union of many //* paths costs one pass each
-    ".//*[@role='navigation' or @role='search' or @role='contentinfo' or self::footer or "
-    "(@class and (" + " or ".join(_has_class(c) for c in (
-        "headerlink", "sphinxsidebar", "related", "footer", "md-sidebar", "md-content__button",
-        "md-source-file", "md-footer", "md-clipboard", "rst-footer-buttons", "prev-next-area",
-        "bd-sidebar", "bd-toc", "linenos", "lineno", "viewcode-link", "viewcode-back",
-        "copybutton", "breadcrumbs", "wy-breadcrumbs", "edit-this-page", "clearer")) + "))]"
-)
+# Navigation and chrome inside the main element. docutils' <aside class="sidebar"> is content
+# (examples live there), so it stays.
+_DOCS_JUNK_CLASSES = frozenset((
+    "headerlink", "sphinxsidebar", "related", "footer", "md-sidebar", "md-content__button",
+    "md-source-file", "md-footer", "md-clipboard", "rst-footer-buttons", "prev-next-area",
+    "bd-sidebar", "bd-toc", "linenos", "lineno", "viewcode-link", "viewcode-back", "copybutton",
+    "breadcrumbs", "wy-breadcrumbs", "edit-this-page", "clearer",
+))
+_DOCS_JUNK_ROLES = frozenset(("navigation", "search", "contentinfo"))
+
+
+def _drop_docs_junk(main) -> None:
+    junk = []
+    for el in main.iter():  # one pass in Python beats one XPath pass per class here
+        if not isinstance(el.tag, str):
+            continue
+        cls = el.get("class")
+        if (el.tag == "footer" or el.get("role") in _DOCS_JUNK_ROLES
+                or (cls and not _DOCS_JUNK_CLASSES.isdisjoint(cls.split()))):
+            junk.append(el)
+    for el in junk:
+        _drop(el)
 
 
 def _looks_like_docs(root) -> bool:
@@ -899,8 +929,7 @@ def _extract_docs(root, url: str | None, meta: _Meta) -> Document | None:
             break
     if main is None:
         return None
-    for junk in main.xpath(_DOCS_JUNK):
-        _drop(junk)
+    _drop_docs_junk(main)
     h1 = main.xpath(".//h1")
     title = (_plain(h1[0]) if h1 else "") or meta.og_title or _docs_title(meta.html_title)
     sections = _render_sections(main, "docs", title)
@@ -1038,11 +1067,12 @@ def extract_html(html: str | bytes, url: str | None = None) -> Document:
         return Document(title="", kind="article", url=url, site=_host(url))
     meta = _read_meta(root, url)
     body = root.find("body")
-    looks_like_docs = _looks_like_docs(root)
-    etree.strip_elements(root, "script", "style", "noscript", "template", with_tail=False)
     host = _host(meta.canonical) or _host(url)
+    is_so = _is_so_host(host) or root.xpath(f"boolean({_QUESTION_XPATH})")
+    looks_like_docs = not is_so and _looks_like_docs(root)  # before scripts go: one is a sign
+    etree.strip_elements(root, "script", "style", "noscript", "template", with_tail=False)
     doc = None
-    if _is_so_host(host) or root.xpath(f"boolean({_QUESTION_XPATH})"):
+    if is_so:
         doc = _extract_so(root, url, meta)
     if doc is None:
         _strip_noise(body if body is not None else root)
