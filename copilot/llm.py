@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from copilot.errors import ModelError, ModelMissing, OllamaUnavailable
+from copilot.tls import ssl_context
 
 if TYPE_CHECKING:
     from copilot.config import Settings
@@ -51,7 +52,7 @@ def client(settings: Settings):
     import ollama
 
     timeout = httpx.Timeout(settings.model_timeout, connect=settings.connect_timeout)
-    return ollama.AsyncClient(host=settings.ollama_host, timeout=timeout)
+    return ollama.AsyncClient(host=settings.ollama_host, timeout=timeout, verify=ssl_context())
 
 
 def _unavailable(settings: Settings) -> OllamaUnavailable:
@@ -172,7 +173,7 @@ async def version(settings: Settings) -> str:
     import httpx
 
     try:
-        async with httpx.AsyncClient(timeout=settings.connect_timeout) as c:
+        async with httpx.AsyncClient(timeout=settings.connect_timeout, verify=ssl_context()) as c:
             r = await c.get(settings.ollama_host.rstrip("/") + "/api/version")
             r.raise_for_status()
             return r.json().get("version", "?")

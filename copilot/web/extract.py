@@ -166,16 +166,28 @@ def _decode(body: bytes, content_type_header: str | None) -> str:
     wide = [n for n in names[:1] if n.startswith(("utf-16", "utf-32"))]
     for name in [*wide, "utf-8", *names]:
         try:
-            # final=False: a body cut mid-character (size limit) still decodes strictly.
-            return codecs.getincrementaldecoder(name)("strict").decode(body, final=False)
-        except (UnicodeDecodeError, LookupError, ValueError, TypeError):
+            return body.decode(name)
+        except UnicodeDecodeError as err:
+            if name == "utf-8" and err.start >= len(body) - 3 and err.reason == "unexpected end of data":
+                # Cut mid-character (a size limit): UTF-8 if the rest proves it.
+                head = body[:err.start].decode("utf-8")
+                if not head.isascii():
+                    return head
+        except (LookupError, ValueError, TypeError):
             continue
     try:
         from charset_normalizer import from_bytes
 
-        best = from_bytes(body[:200_000]).best()
-        if best is not None and best.encoding:
-            return body.decode(best.encoding, errors="replace")
+        matches = list(from_bytes(body[:200_000]))
+        guess = matches[0].encoding if matches else None
+        for match in matches:  # on a tie, the web's most common legacy charset wins
+            tied = (match.chaos, match.coherence) == (matches[0].chaos, matches[0].coherence)
+            if tied and "cp1252" in (match.encoding, *match.could_be_from_charset):
+                guess = "cp1252"
+                break
+        # Short inputs get wild guesses; UTF-16/32 text without a single NUL byte is one.
+        if guess and not (guess.startswith(("utf_16", "utf_32")) and b"\x00" not in body):
+            return body.decode(guess, errors="replace")
     except Exception:
         pass
     return body.decode("cp1252", errors="replace")
@@ -193,8 +205,11 @@ def _parser() -> lxml.html.HTMLParser:
     # lxml parsers must not be shared between threads; pages are extracted in a thread pool.
     parser = getattr(_local, "parser", None)
     if parser is None:
+        # huge_tree lifts libxml2's nesting limit (256), past which it silently drops the rest
+        # of the page; input size is bounded by _MAX_CHARS and deep trees by RecursionError
+        # fallbacks.
         parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True,
-                                      default_doctype=False)
+                                      default_doctype=False, huge_tree=True)
         _local.parser = parser
     return parser
 

@@ -32,6 +32,7 @@ import httpcore
 import httpx
 
 from copilot.errors import ConfigError, FetchBlocked
+from copilot.tls import ssl_context
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -329,12 +330,12 @@ def guarded_transport(policy: AddressPolicy, *,
     tests/test_netguard.py proves the pinning works, so an httpx change that breaks it shows.
     """
     limits = limits or httpx.Limits(max_connections=20, max_keepalive_connections=10)
-    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
+    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits, verify=ssl_context())
     if not isinstance(getattr(transport, "_pool", None), httpcore.AsyncConnectionPool):
         raise RuntimeError("this httpx version keeps its connection pool elsewhere; "
                            "update copilot.web.netguard.guarded_transport")
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

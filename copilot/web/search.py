@@ -43,6 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from copilot.config import Settings
 from copilot.events import SearchResult
 from copilot.safetext import clean
+from copilot.tls import ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ async def _searxng(query: str, settings: Settings, timeout: float) -> list[_Raw]
     limits = httpx.Timeout(timeout, connect=min(settings.connect_timeout, timeout))
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     try:
-        async with httpx.AsyncClient(timeout=limits, headers=headers,
+        async with httpx.AsyncClient(timeout=limits, headers=headers, verify=ssl_context(),
                                      follow_redirects=True, max_redirects=3) as client, \
                 client.stream("GET", url, params={"q": query, "format": "json"}) as resp:
             status = resp.status_code
