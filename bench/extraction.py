@@ -81,6 +81,23 @@ TRAFILATURA_VARIANTS = {
                             "include_tables": True},
     "txt": {"output_format": "txt"},
 }
+OURS_GENERIC = "ours-generic"
+
+
+def _ours_generic_markdown(html: str) -> tuple[str, float]:
+    """Our generic path (trafilatura + code restored from the DOM) forced on a docs page, to
+    see what it keeps when docs detection misses. Uses private helpers on purpose."""
+    from lxml import etree
+
+    from copilot.web import extract as x
+
+    t0 = time.perf_counter()
+    root = x._parse(html)
+    meta = x._read_meta(root, None)
+    etree.strip_elements(root, "script", "style", "noscript", "template", with_tail=False)
+    x._strip_noise(root.find("body"))
+    doc = x._sanitize(x._extract_generic(root, None, meta))
+    return doc.markdown, time.perf_counter() - t0
 
 
 def _trafilatura_text(html: str, options: dict) -> tuple[str, float]:
@@ -116,7 +133,10 @@ def bench_docs(docs_dir: Path, limit: int | None, variants: list[str]) -> dict:
         if ok < len(blocks):
             result["worst"].append((len(blocks) - ok, str(page.relative_to(docs_dir))))
         for variant, acc in result["traf"].items():
-            tmd, telapsed = _trafilatura_text(html, TRAFILATURA_VARIANTS[variant])
+            if variant == OURS_GENERIC:
+                tmd, telapsed = _ours_generic_markdown(html)
+            else:
+                tmd, telapsed = _trafilatura_text(html, TRAFILATURA_VARIANTS[variant])
             acc["ms"].append(telapsed * 1000)
             tlines = _norm_lines(tmd)
             tindex = _line_index(tlines)
@@ -181,9 +201,13 @@ def report(docs: dict | None, so: dict | None, command: str) -> str:
             f"| {statistics.fmean(docs['ours_ms']):.1f} | {_p95(docs['ours_ms']):.1f} |",
         ]
         for variant, acc in docs["traf"].items():
-            options = ", ".join(f"{k}={v!r}" for k, v in TRAFILATURA_VARIANTS[variant].items())
+            if variant == OURS_GENERIC:
+                label = "copilot generic path forced (trafilatura + code restored from DOM)"
+            else:
+                options = ", ".join(f"{k}={v!r}" for k, v in TRAFILATURA_VARIANTS[variant].items())
+                label = f"trafilatura.extract({options})"
             out.append(
-                f"| trafilatura.extract({options}) | {acc['ok']} "
+                f"| {label} | {acc['ok']} "
                 f"| {_fmt_pct(acc['ok'], n)} | {statistics.fmean(acc['ms']):.1f} "
                 f"| {_p95(acc['ms']):.1f} |")
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(docs["kinds"].items()))
@@ -228,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
     parser.add_argument("--so", type=Path, default=DEFAULT_SO)
     parser.add_argument("--limit", type=int, default=None, help="first N docs pages only")
-    parser.add_argument("--trafilatura", default=",".join(TRAFILATURA_VARIANTS),
-                        help="comma-separated trafilatura variants to compare, or 'none' "
-                             f"(known: {', '.join(TRAFILATURA_VARIANTS)})")
+    known = [*TRAFILATURA_VARIANTS, OURS_GENERIC]
+    parser.add_argument("--trafilatura", default=",".join(known),
+                        help=f"comma-separated variants to compare, or 'none' (known: "
+                             f"{', '.join(known)})")
     parser.add_argument("--write", type=Path, default=None, help="write the Markdown report here")
     args = parser.parse_args(argv)
 
-    variants = [v for v in args.trafilatura.split(",") if v in TRAFILATURA_VARIANTS]
+    variants = [v for v in args.trafilatura.split(",") if v in known]
     docs = bench_docs(args.docs, args.limit, variants) if args.docs.is_dir() else None
     so = bench_so(args.so) if args.so.is_dir() else None
     command = "PYTHONPATH=. .venv/bin/python bench/extraction.py " + " ".join(

@@ -75,6 +75,7 @@ class AskPrinter:
         self.out = _console()
         self.streamer: _BlockStreamer | None = None
         self.status = None
+        self.mid_line = False  # piped output ended without a newline
 
     def _status(self, message: str) -> None:
         if self.json_mode or not sys.stderr.isatty():
@@ -90,10 +91,17 @@ class AskPrinter:
             self.status.stop()
             self.status = None
 
+    def _end_line(self) -> None:
+        if self.mid_line:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.mid_line = False
+
     def _warn(self, message: str) -> None:
         from rich.text import Text
 
         self._stop_status()
+        self._end_line()
         self.err.print(Text("warning: ", style="yellow") + Text(clean(message)))
 
     async def run(self, question: str, settings, options) -> int:
@@ -138,6 +146,7 @@ class AskPrinter:
             else:
                 sys.stdout.write(text)
                 sys.stdout.flush()
+                self.mid_line = not text.endswith("\n")
         elif isinstance(event, ev.Done):
             self._stop_status()
             if self.streamer:
@@ -149,8 +158,7 @@ class AskPrinter:
     def print_footer(self, answer: ev.Answer) -> None:
         from rich.text import Text
 
-        if not self.tty:
-            sys.stdout.write("\n")
+        self._end_line()
         if answer.cut:
             self.err.print(Text("(the answer was cut off)", style="yellow"))
         cited = answer.cited_numbers()

@@ -294,12 +294,26 @@ def test_generic_restores_code_lines_flattened_by_trafilatura(monkeypatch):
     assert "Load the settings:" in usage and "Then use them." in usage
 
 
-def test_generic_short_page_falls_back_to_own_rendering():
-    html = ("<html><head><title>Tiny</title></head><body><nav>NAV-LINKS</nav><main><h1>Tiny</h1>"
-            "<pre>a = 1\nb = 2</pre></main><footer>FOOT</footer></body></html>")
-    doc = extract_html(html)
+TINY = ("<html><head><title>Tiny</title></head><body><nav>NAV-LINKS</nav><main><h1>Tiny</h1>"
+        "<pre>a = 1\nb = 2</pre></main><footer>FOOT</footer></body></html>")
+
+
+def test_generic_tiny_page_keeps_code_lines():
+    # trafilatura turns this <pre> into a one-line <quote>; the lines come back from the DOM
+    doc = extract_html(TINY)
     assert doc.title == "Tiny"
     assert "```\na = 1\nb = 2\n```" in doc.markdown
+    assert "NAV-LINKS" not in doc.markdown and "FOOT" not in doc.markdown
+
+
+def test_generic_falls_back_to_own_rendering_when_trafilatura_finds_nothing(monkeypatch):
+    import trafilatura
+
+    monkeypatch.setattr(trafilatura, "bare_extraction", lambda *a, **k: None)
+    doc = extract_html(TINY)
+    assert doc.kind == "article"
+    assert [s.heading_path for s in doc.sections] == [["Tiny"]]
+    assert doc.sections[0].text == "```\na = 1\nb = 2\n```"
     assert "NAV-LINKS" not in doc.markdown and "FOOT" not in doc.markdown
 
 
@@ -389,10 +403,20 @@ def test_huge_single_line():
 
 
 def test_deeply_nested_markup():
-    html = "<html><body>" + "<div>" * 5000 + "<p>deep text</p>" + "</div>" * 5000
+    words = "deep text " + "more words in the deep paragraph " * 30
+    html = "<html><body><article>" + "<div>" * 1200 + f"<p>{words}</p>" + "</div>" * 1200
+    assert "deep text more words" in extract_html(html).markdown
+    html = "<html><body>" + "<div>" * 5000 + "<p>deeper text</p>" + "</div>" * 5000
+    assert isinstance(extract_html(html), Document)  # past libxml2's limit: no crash
+
+
+def test_deeply_nested_stack_overflow_post():
+    html = load("so_question.html").decode().replace(
+        "<p>If you need chunks", "<div>" * 1500 + "<p>nested words</p>" + "</div>" * 1500
+        + "<p>If you need chunks")
     doc = extract_html(html)
-    assert isinstance(doc, Document)
-    assert_clean(doc)
+    assert doc.kind == "so"
+    assert "nested words" in doc.sections[2].text
 
 
 def test_threads_extract_independently():

@@ -433,9 +433,11 @@ def _pre_text(el) -> str:
 
 def _code_lang(el) -> str:
     nodes = [el]
-    code = el.find("code")
-    if code is not None:
-        nodes.append(code)
+    inner = el.find("code")  # <pre><code class="language-x">
+    if inner is None and len(el) and isinstance(el[0].tag, str):
+        inner = el[0]  # trafilatura's code renamed to pre
+    if inner is not None:
+        nodes.append(inner)
     parent = el.getparent()
     for _ in range(2):
         if parent is None:
@@ -556,7 +558,10 @@ class _Renderer:
             text = _plain(el)
             if not text:
                 return []
-            return [_Heading(int(tag[1]), text)] if self.headings else [f"**{text}**"]
+            level = int(tag[1])
+            if self.headings and level <= 4:  # h5/h6 are too fine to be sections
+                return [_Heading(level, text)]
+            return [f"**{text}**"]
         if tag == "pre":
             block = _code_block(_pre_text(el), _code_lang(el))
             return [block] if block else []
@@ -762,13 +767,16 @@ def _sanitize(doc: Document) -> Document:
     return doc
 
 
-def _render_sections(el, mode: str, title: str) -> list[Section]:
-    renderer = _Renderer(mode)
+def _render(el, mode: str) -> list:
     try:
-        items = renderer.blocks(el)
+        return _Renderer(mode).blocks(el)
     except RecursionError:  # absurdly deep markup: fall back to its text
-        items = [_collapse(_text(el))]
-    return _assemble(items, title)
+        text = _collapse(_text(el))
+        return [text] if text else []
+
+
+def _render_sections(el, mode: str, title: str) -> list[Section]:
+    return _assemble(_render(el, mode), title)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,8 +829,7 @@ def _post_text(post) -> str:
     body = _post_body(post)
     if body is None:
         return ""
-    renderer = _Renderer("so")
-    items = renderer.flatten(renderer.blocks(body))
+    items = _Renderer("so").flatten(_render(body, "so"))
     return "\n\n".join(items).strip()
 
 
@@ -913,7 +920,9 @@ _DOCS_JUNK_CLASSES = frozenset((
     "headerlink", "sphinxsidebar", "related", "footer", "md-sidebar", "md-content__button",
     "md-source-file", "md-footer", "md-clipboard", "rst-footer-buttons", "prev-next-area",
     "bd-sidebar", "bd-toc", "linenos", "lineno", "viewcode-link", "viewcode-back", "copybutton",
-    "breadcrumbs", "wy-breadcrumbs", "edit-this-page", "clearer",
+    "breadcrumbs", "wy-breadcrumbs", "edit-this-page", "clearer", "bd-sidebar-primary",
+    "bd-sidebar-secondary", "bd-header-article", "bd-footer-article", "prev-next-footer",
+    "toc-drawer", "related-pages", "sidebar-drawer",
 ))
 _DOCS_JUNK_ROLES = frozenset(("navigation", "search", "contentinfo"))
 
@@ -1132,7 +1141,7 @@ def extract_text(text: str, url: str | None = None, title: str | None = None) ->
             buf.append(line)
             continue
         h = _ATX_RE.match(line)
-        if h:
+        if h and len(h.group(1)) <= 4:  # h5/h6 stay in the text, as in HTML pages
             flush()
             heading = _collapse(h.group(2))
             first_heading = first_heading or heading
