@@ -21,6 +21,8 @@ Not citations:
   unambiguous forms (``[Source 1]``, ``[^1]``, ``[1†…]``, ``【1】``) are accepted after a word;
 - Markdown links and definitions: ``[1](https://…)``, and ``[1]: …`` / ``[^1]: …`` at the start of
   a line;
+- a list of sources the model appended despite being told not to: markers that open the lines
+  under a line that says only "Sources:" / "References" (bold or as a heading too);
 - echoed source headers (see `_echoed_header`): a marker followed by what names a source instead
   of a claim about it. The marker is followed by whitespace and then
     * a URL (``[2] https://docs.python.org/…``), anywhere in a line; or
@@ -67,6 +69,13 @@ _URL = re.compile(r"(?:https?://|www\.)[^\s<>\[\]()\"'`]+", re.IGNORECASE)
 # What may stand between the start of a line and a marker that "opens the line".
 _LINE_LEAD = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)]|#{1,6}|>)[ \t]*)*(?:\*\*|__)?[ \t]*")
 _SEPARATOR_START = ("—", "–", "-", "|", "(", ",", ":", "·")
+# A line that announces a list of sources ("Sources:", "**References**", "### Sources used").
+_LISTING_HEAD = re.compile(
+    r"[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__|\*|_)?[ \t]*(?:sources?|references?|citations?)"
+    r"(?:[ \t]+used|[ \t]+cited)?[ \t]*:?[ \t]*(?:\*\*|__|\*|_)?[ \t]*:?[ \t]*",
+    re.IGNORECASE,
+)
+_LISTING_ITEM = re.compile(r"[ \t]*(?:(?:[-*+•]|\d{1,3}[.)])[ \t]*)?(?:\*\*|__)?[ \t]*[\[【(^]")
 _PATH = re.compile(r"[\w.~%+-]+(?:/[\w.~%+@:=-]*)+")
 _FILE = re.compile(
     r"[\w.~/-]*\.(?:html?|md|mdx|rst|txt|pdf|py|ipynb|json|toml|ya?ml|js|ts|sh|cfg|ini|org)",
@@ -232,9 +241,29 @@ def _numbers(list_text: str) -> tuple[int, ...] | None:
     return tuple(out) or None
 
 
+def _listing_lines(text: str) -> set[int]:
+    """Start offsets of the lines of a "Sources:" list: the marker-led lines (blank lines
+    allowed between them) right under a line that announces the list."""
+    out: set[int] = set()
+    pos = 0
+    in_list = False
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        if _LISTING_HEAD.fullmatch(body):
+            in_list = True
+        elif in_list and body.strip():
+            if _LISTING_ITEM.match(body):
+                out.add(pos)
+            else:
+                in_list = False
+        pos += len(line)
+    return out
+
+
 def _groups(text: str, sources: Sequence[Source] | None = None,
             echo: bool = True) -> tuple[list[_Group], int]:
     spans, pending = _masked_spans(text)
+    listing = _listing_lines(text) if echo else set()
     starts = [s for s, _ in spans]
     by_n = {s.n: s for s in sources or ()}
     out: list[_Group] = []
@@ -258,6 +287,8 @@ def _groups(text: str, sources: Sequence[Source] | None = None,
             continue  # a link or footnote definition: [1]: https://...
         numbers = _numbers(m.group("blist") or m.group("llist") or m.group("plist"))
         if numbers is None:
+            continue
+        if echo and line_start and line_begin in listing:
             continue
         if echo and _echoed_header(text, end, numbers, line_start, by_n):
             continue

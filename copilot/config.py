@@ -24,7 +24,15 @@ ENV_VARS = {
     "duckduckgo_url": "COPILOT_DUCKDUCKGO_URL",
     "data_dir": "COPILOT_DATA_DIR",
     "fetch_allow": "COPILOT_FETCH_ALLOW",
+    "embed_model": "COPILOT_EMBED_MODEL",
+    "embed_model_dir": "COPILOT_EMBED_MODEL_DIR",
+    "embed_model_url": "COPILOT_EMBED_MODEL_URL",
 }
+
+# Chroma's own archive of all-MiniLM-L6-v2 (fp32 ONNX + tokenizer); its SHA-256 is checked on
+# download (copilot.index.embeddings). A mirror of another archive names its checksum in the URL:
+# https://mirror/onnx.tar.gz#sha256=<hex>.
+DEFAULT_EMBED_MODEL_URL = "https://chroma-onnx-models.s3.amazonaws.com/all-MiniLM-L6-v2/onnx.tar.gz"
 
 
 def _default_data_dir() -> str:
@@ -115,6 +123,9 @@ class Settings:
     temperature: float = 0.2
     max_answer_tokens: int = 1024
     cache_ttl_hours: float = 24.0
+    embed_model: str = ""  # empty: built-in all-MiniLM-L6-v2 (ONNX); or "ollama:<name>"
+    embed_model_dir: str = ""  # folder holding model.onnx + tokenizer.json for the built-in embedder
+    embed_model_url: str = DEFAULT_EMBED_MODEL_URL  # where the built-in embedder's files come from
 
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

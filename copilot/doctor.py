@@ -50,6 +50,10 @@ async def _check_search(settings: Settings) -> list[tuple[str, str, str]]:
     for engine in settings.engines:
         problem = await probe_engine(engine, settings)
         if problem:
+            if "—" not in problem:
+                fix = ("check the network or the URL in COPILOT_SEARXNG_URL" if engine == "searxng"
+                       else "check the network; add a SearXNG fallback with COPILOT_SEARXNG_URL")
+                problem = f"{problem} — {fix}"
             lines.append((BAD, f"search:{engine}", problem))
         else:
             lines.append((OK, f"search:{engine}", "answers"))

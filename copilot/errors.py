@@ -47,3 +47,11 @@ class NoSources(CopilotError):
 
 class FetchBlocked(CopilotError):
     """A URL the fetcher refuses to read (scheme or address not allowed)."""
+
+
+class EmbedderError(CopilotError):
+    """The embedding model cannot be found, fetched or run."""
+
+
+class EmbedderMismatch(EmbedderError):
+    """The index was built with another embedder than the one configured now."""

@@ -55,6 +55,15 @@ def client(settings: Settings):
     return ollama.AsyncClient(host=settings.ollama_host, timeout=timeout, verify=ssl_context())
 
 
+def sync_client(settings: Settings):
+    """A blocking client with the same timeouts, for work outside an event loop (indexing)."""
+    import httpx
+    import ollama
+
+    timeout = httpx.Timeout(settings.model_timeout, connect=settings.connect_timeout)
+    return ollama.Client(host=settings.ollama_host, timeout=timeout, verify=ssl_context())
+
+
 def _unavailable(settings: Settings) -> OllamaUnavailable:
     return OllamaUnavailable(
         f"Ollama is not reachable at {settings.ollama_host}",

@@ -22,6 +22,9 @@ from copilot.prompting import estimate_tokens
 # --- passages -------------------------------------------------------------------------------
 
 
+_HEADING_CHARS = 60
+
+
 @dataclass
 class Passage:
     """A piece of one page: whole paragraphs and whole code blocks under one heading path."""
@@ -47,8 +50,9 @@ class Passage:
 
     def for_prompt(self, doc_title: str = "") -> str:
         """The passage as the model should see it: a short line saying where in the page it is
-        (the heading path without a first heading that repeats the page title, or which Stack
-        Overflow post it is), then the text."""
+        (the heading path without a first heading that repeats the page title, each heading cut
+        to 60 characters: Sphinx headings are whole signatures; or which Stack Overflow post it
+        is), then the text."""
         if self.role == "question":
             lead = "Question:"
         elif self.role == "answer":
@@ -58,6 +62,8 @@ class Passage:
             path = list(self.heading_path)
             if path and doc_title and path[0].strip().casefold() in doc_title.casefold():
                 path = path[1:]
+            path = [h if len(h) <= _HEADING_CHARS else h[:_HEADING_CHARS - 1].rstrip() + "…"
+                    for h in path]
             lead = f"Section: {' › '.join(path)}" if path else ""
         return f"{lead}\n{self.text}" if lead else self.text
 

@@ -13,7 +13,6 @@ Every prompt token costs ~11 ms of prefill with a 1.5b model on 2 cores, so the 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
@@ -129,7 +128,7 @@ def estimate_tokens(text: str) -> int:
     symbol_runs = len(_SYMBOL_RUN.findall(ascii_text))
     est = (1.08 * len(simple) + 0.18 * complex_chars + 1.3 * digits + 0.87 * symbol_runs
            + 0.46 * text.count("\n") + 0.55 * (len(text) - len(ascii_text)))
-    return max(1, math.ceil(est))
+    return max(1, round(est))
 
 
 def num_ctx_for(messages: Sequence[dict], max_answer_tokens: int) -> int:

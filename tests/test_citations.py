@@ -171,6 +171,22 @@ def test_echoed_title_header_with_sources():
     assert numbers("[1] typing — Support for type hints (docs.python.org)\nok [1].") == [1]
 
 
+def test_appended_source_list_is_ignored():
+    text = (
+        "Delete the local branch with `git branch -d name` [1].\n\n"
+        "**Sources:**\n"
+        "[1] How do I delete a Git branch? (stackoverflow.com)\n"
+        "[2] Deleting Branches\n\n"
+        "- [3] Another heading\n"
+    )
+    assert numbers(text) == [1]
+    # prose after the list ends it
+    text2 = "### References\n[1] Some page\n\nBack to prose, as shown [2].\n[3] line start claim."
+    assert numbers(text2) == [2, 3]
+    # "Source: [1]" after a paragraph is an attribution, not a list heading
+    assert numbers("Use `-D` to force it.\nSource: [1]") == [1]
+
+
 def test_prompt_style_header_without_sources():
     assert numbers("[1] typing — Support for type hints (docs.python.org)") == []
     assert numbers("[3] Some Page Title — stackoverflow.com") == []

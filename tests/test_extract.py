@@ -532,3 +532,13 @@ def test_extract_text_plain():
     doc = extract_text("body", title="Given\x07 title")
     assert doc.title == "Given title"
     assert extract_text("").sections == []
+
+
+def test_hidden_wrapper_holding_the_whole_page_is_kept():
+    words = "Real article words that a reader sees once scripts run. " * 60
+    html = (f"<html><body style='display:none'><div aria-hidden='true'><article><h1>Shown</h1>"
+            f"<p>{words}</p><p style='display:none'>SMALL-HIDDEN</p></article></div>"
+            f"</body></html>")
+    doc = extract_html(html)
+    assert "Real article words" in doc.markdown
+    assert "SMALL-HIDDEN" not in doc.markdown

@@ -110,6 +110,10 @@ def test_for_prompt_drops_heading_that_repeats_title():
     p = Passage(text="Body.", heading_path=["typing — Support for type hints", "Generics"])
     assert p.for_prompt("typing — Support for type hints") == "Section: Generics\nBody."
     assert p.for_prompt() == "Section: typing — Support for type hints › Generics\nBody."
+    sig = "subprocess.run(args, *, stdin=None, input=None, stdout=None, stderr=None, shell=False)"
+    lead = Passage(text="Body.", heading_path=["subprocess", sig]).for_prompt("subprocess").split("\n")[0]
+    assert lead.startswith("Section: subprocess.run(args, *, stdin=None") and lead.endswith("…")
+    assert len(lead) <= len("Section: ") + 60
 
 
 # --- tokenizing and ranking ------------------------------------------------------------------

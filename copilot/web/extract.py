@@ -245,14 +245,25 @@ def _is_hidden(el) -> bool:
 
 def _strip_noise(el) -> None:
     """Drop what a reader never sees: scripts, styles, forms, navigation, hidden elements,
-    permalink anchors."""
+    permalink anchors.
+
+    A hidden element holding most of the page's text is kept: that is an anti-flicker
+    ``<body style="display:none">`` or a saved page frozen with a dialog open, not a hidden
+    aside, and dropping it would leave nothing.
+    """
     etree.strip_elements(el, *_NOISE_TAGS, with_tail=False)
-    doomed = []
+    hidden, anchors = [], []
     for node in el.iter():
-        if isinstance(node.tag, str) and (
-                _is_hidden(node) or (node.tag == "a" and "headerlink" in _classes(node))):
-            doomed.append(node)
-    for node in doomed:
+        if not isinstance(node.tag, str):
+            continue
+        if node.tag == "a" and "headerlink" in _classes(node):
+            anchors.append(node)
+        elif _is_hidden(node):
+            hidden.append(node)
+    if hidden:
+        most = max(2000, len(_text(el)) // 2)
+        hidden = [n for n in hidden if n is not el and len(_text(n)) <= most]
+    for node in anchors + hidden:
         _drop(node)
 
 
@@ -834,8 +845,8 @@ def _post_text(post) -> str:
 
 
 def _so_title(root, meta: _Meta) -> str:
-    for xpath in ("//*[@id='question-header']//h1", "//h1[@itemprop='name']",
-                  "//a[" + _has_class("question-hyperlink") + "]"):
+    # Not any a.question-hyperlink: the "Linked" and "Related" sidebars use that class too.
+    for xpath in ("//*[@id='question-header']//h1", "//h1[@itemprop='name']"):
         for el in root.xpath(xpath):
             text = _plain(el)
             if text:
@@ -909,6 +920,7 @@ _DOCS_SIGNS = (
 _DOCS_MAIN = (
     "//article[" + _has_class("md-content__inner") + "]",
     "//*[" + _has_class("md-content") + "]",
+    "//article[" + _has_class("bd-article") + "]",  # pydata theme: its <main> holds sidebars
     "//*[@role='main']",
     "//div[" + _has_class("body") + "]",
     "//main",
@@ -965,9 +977,8 @@ def _extract_docs(root, url: str | None, meta: _Meta) -> Document | None:
 
 
 def _docs_title(html_title: str) -> str:
-    # "functools — ... — Python 3.11 documentation": drop the project suffix.
-    parts = re.split(r"\s+[—|]\s+", html_title)
-    return parts[0] if len(parts) > 1 else html_title
+    # "functools — Higher-order functions — Python 3.11 documentation": drop the suffix only.
+    return re.sub(r"\s+[—|]\s+[^—|]*$", "", html_title) or html_title
 
 
 # ---------------------------------------------------------------------------------------------

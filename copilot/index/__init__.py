@@ -1,0 +1,1 @@
+"""The local index: folders of saved pages, chunked, embedded and stored in Chroma."""
