@@ -112,7 +112,7 @@ def _masked_spans(text: str) -> tuple[list[tuple[int, int]], int]:
     prose_start = 0
     pos = 0
     fence: tuple[str, int, int] | None = None  # (char, length, start offset)
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text):
         body = line.rstrip("\r\n")
         if fence is None:
             m = _FENCE_OPEN.fullmatch(body)
@@ -136,7 +136,19 @@ def _masked_spans(text: str) -> tuple[list[tuple[int, int]], int]:
         spans.extend(inline)
     spans.extend(m.span() for m in _URL.finditer(text))
     spans.sort()
-    return spans, pending
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:  # a URL may sit inside code: merge overlaps so lookups stay simple
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged, pending
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their "\n" (only "\n" ends a line here, as in the offsets computed elsewhere)."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 def _inline_spans(text: str, start: int, end: int,
@@ -247,7 +259,7 @@ def _listing_lines(text: str) -> set[int]:
     out: set[int] = set()
     pos = 0
     in_list = False
-    for line in text.splitlines(keepends=True):
+    for line in _lines(text):
         body = line.rstrip("\r\n")
         if _LISTING_HEAD.fullmatch(body):
             in_list = True
@@ -260,10 +272,9 @@ def _listing_lines(text: str) -> set[int]:
     return out
 
 
-def _groups(text: str, sources: Sequence[Source] | None = None,
-            echo: bool = True) -> tuple[list[_Group], int]:
+def _groups(text: str, sources: Sequence[Source] | None = None) -> tuple[list[_Group], int]:
     spans, pending = _masked_spans(text)
-    listing = _listing_lines(text) if echo else set()
+    listing = _listing_lines(text)
     starts = [s for s, _ in spans]
     by_n = {s.n: s for s in sources or ()}
     out: list[_Group] = []
@@ -288,9 +299,9 @@ def _groups(text: str, sources: Sequence[Source] | None = None,
         numbers = _numbers(m.group("blist") or m.group("llist") or m.group("plist"))
         if numbers is None:
             continue
-        if echo and line_start and line_begin in listing:
+        if line_start and line_begin in listing:
             continue
-        if echo and _echoed_header(text, end, numbers, line_start, by_n):
+        if _echoed_header(text, end, numbers, line_start, by_n):
             continue
         out.append(_Group(start, end, m.group(), numbers, line_start))
         last_end = end
@@ -316,13 +327,6 @@ def check_citations(text: str, sources: Sequence[Source]) -> list[Citation]:
 def uncited_answer(text: str, sources: Sequence[Source] | None = None) -> bool:
     """True when the answer cites nothing outside code."""
     return not parse_citations(text, sources)
-
-
-def marker_spans(text: str) -> list[tuple[int, int]]:
-    """Spans of everything that would read as a citation marker outside code, echoed headers
-    included. The prompt uses it to neutralise look-alikes inside page text."""
-    groups, _ = _groups(text, echo=False)
-    return [(g.start, g.end) for g in groups]
 
 
 # --- streaming ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from copilot.citations import (
     MAX_RANGE,
     CitationStream,
     check_citations,
-    marker_spans,
     parse_citations,
     uncited_answer,
 )
@@ -140,6 +139,8 @@ def test_markdown_links_and_definitions_are_not_citations():
 
 def test_urls_are_masked():
     assert numbers("Read https://example.org/a/[1]/b then [2].") == [2]
+    # a URL inside a code block does not end the code block's mask
+    assert numbers("```\n# see https://example.org/x\nitems = [1, 2]\n```\nok [3]") == [3]
 
 
 # --- echoed source headers --------------------------------------------------------------------
@@ -225,12 +226,6 @@ def test_uncited_answer():
     assert uncited_answer("Only code:\n```\nx = a[1]\n```\nand `b[2]` and argv[1].")
     assert uncited_answer("[1] library/typing.html\n")
     assert not uncited_answer("A claim [1].")
-
-
-def test_marker_spans_include_echoed_headers():
-    text = "[1] library/typing.html\nclaim [2]"
-    assert marker_spans(text) == [(0, 3), (30, 33)]
-    assert numbers(text) == [2]
 
 
 # --- streaming --------------------------------------------------------------------------------
