@@ -70,6 +70,11 @@ async def read_pages(
     return docs
 
 
+def _short(heading: str, limit: int = 60) -> str:
+    """Sphinx headings are whole signatures; a label needs only their start."""
+    return heading if len(heading) <= limit else heading[: limit - 1].rstrip() + "…"
+
+
 def number_sources(picked) -> list[ev.Source]:
     """Number the chosen passages [1..n]. A web source keeps the URL the search gave, so it
     matches its plain result; the page's canonical address rides along."""
@@ -77,13 +82,12 @@ def number_sources(picked) -> list[ev.Source]:
     for n, (doc, passage) in enumerate(picked, start=1):
         url = passage.url or doc.url or doc.canonical_url or ""
         title = doc.title or url
-        extra = [h for h in passage.heading_path if h and h != title and h not in title]
-        if extra:
-            title = " › ".join([title, *extra])
+        heading = " › ".join(_short(h) for h in passage.heading_path if h and h not in title)
         canonical = doc.canonical_url if doc.canonical_url and doc.canonical_url != url else None
         sources.append(ev.Source(
             n=n, title=clean(title), url=url, kind=_source_kind(doc.kind, "web"),
-            text=passage.text, site=doc.site or urlsplit(url).netloc, canonical_url=canonical,
+            text=passage.for_prompt(doc.title), site=doc.site or urlsplit(url).netloc,
+            canonical_url=canonical, heading=clean(heading),
         ))
     return sources
 

@@ -31,10 +31,17 @@ class Source:
     path: str | None = None  # for local sources: the file
     site: str = ""
     canonical_url: str | None = None  # the address the page names for itself, when it differs
+    heading: str = ""  # where in the page the passage sits ("Runners › asyncio.run()")
+
+    @property
+    def label(self) -> str:
+        """Title and heading, for people (the prompt uses the title alone)."""
+        return f"{self.title} › {self.heading}" if self.heading else self.title
 
     def to_json(self) -> dict:
         return {"n": self.n, "title": self.title, "url": self.url, "kind": self.kind,
-                "path": self.path, "site": self.site, "canonical_url": self.canonical_url}
+                "path": self.path, "site": self.site, "canonical_url": self.canonical_url,
+                "heading": self.heading}
 
 
 @dataclass

@@ -168,7 +168,7 @@ class AskPrinter:
             for s in answer.sources:
                 mark = "" if s.n in cited else "  (not cited)"
                 line = Text(f"[{s.n}] ", style="bold cyan" if s.n in cited else "dim")
-                line += Text(clean(s.title)) + Text(" — ") + Text(clean(s.url), style="blue")
+                line += Text(clean(s.label)) + Text(" — ") + Text(clean(s.url), style="blue")
                 line += Text(mark, style="dim")
                 self.out.print(line, soft_wrap=True)
         invalid = sorted({c.n for c in answer.citations if not c.valid})
@@ -195,7 +195,7 @@ def compare_table(answer: ev.Answer):
     table = Table(title="Answer's sources vs. plain search", expand=True, show_lines=False)
     table.add_column("Cited by the answer", ratio=1)
     table.add_column("Plain search (engine order)", ratio=1)
-    left = [Text(f"[{s.n}] ") + Text(clean(s.title)) + Text(f"\n    {clean(s.url)}", style="dim")
+    left = [Text(f"[{s.n}] ") + Text(clean(s.label)) + Text(f"\n    {clean(s.url)}", style="dim")
             for s in answer.sources if s.n in cited]
     if not left:
         left = [Text("(no valid citations)", style="dim")]

@@ -179,6 +179,9 @@ def _decode(body: bytes, content_type_header: str | None) -> str:
         from charset_normalizer import from_bytes
 
         matches = list(from_bytes(body[:200_000]))
+        # Classic Mac OS charsets are all but extinct, yet charset-normalizer often ranks one first
+        # (cp1251 Russian comes out as mac_greek): use them only when nothing else fits.
+        matches = [m for m in matches if not m.encoding.startswith("mac_")] or matches
         guess = matches[0].encoding if matches else None
         for match in matches:  # on a tie, the web's most common legacy charset wins
             tied = (match.chaos, match.coherence) == (matches[0].chaos, matches[0].coherence)
