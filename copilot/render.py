@@ -132,7 +132,9 @@ class AskPrinter:
         elif isinstance(event, ev.ModelChosen):
             if event.reason and not self.json_mode:
                 self._stop_status()
-                self.err.print(f"[dim]{clean(event.reason)}[/dim]", markup=True)
+                from rich.text import Text
+
+                self.err.print(Text(clean(event.reason), style="dim"))
             self._status(f"Asking {event.model}…")
         elif isinstance(event, ev.Token):
             if self.json_mode:
