@@ -69,7 +69,9 @@ async def test_five_slow_pages_are_read_concurrently(web) -> None:
     results = await fetch_pages(urls, settings())
     elapsed = time.monotonic() - start
     assert [page(r).body for r in results] == [f"<h1>page {i}</h1>".encode() for i in range(5)]
-    assert elapsed < 1.5, f"5 pages of 1 s took {elapsed:.2f} s"
+    # Read one after another they would take 5 s. The 1.5 s goal itself is measured quietly by
+    # bench/fetch_concurrency.py; here a loaded CI machine gets room without hiding a serial fetch.
+    assert elapsed < 2.5, f"5 pages of 1 s took {elapsed:.2f} s"
 
 
 async def test_a_page_that_never_answers_costs_no_more_than_the_deadline(web) -> None:
