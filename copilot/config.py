@@ -27,6 +27,7 @@ ENV_VARS = {
     "embed_model": "COPILOT_EMBED_MODEL",
     "embed_model_dir": "COPILOT_EMBED_MODEL_DIR",
     "embed_model_url": "COPILOT_EMBED_MODEL_URL",
+    "chroma_url": "COPILOT_CHROMA_URL",
 }
 
 # Chroma's own archive of all-MiniLM-L6-v2 (fp32 ONNX + tokenizer); its SHA-256 is checked on
@@ -110,8 +111,8 @@ class Settings:
     fetch_allow: list[str] = field(default_factory=list)
     max_results: int = 8  # plain results asked of the engine
     max_pages: int = 5  # pages read per question
-    max_sources: int = 6  # numbered sources given to the model
-    context_tokens: int = 1200  # budget for the source block, estimated tokens
+    max_sources: int = 4  # numbered sources given to the model
+    context_tokens: int = 700  # budget for the source block, estimated tokens (prefill costs ~11 ms each)
     search_timeout: float = 8.0  # the whole search, all engines and retries together
     search_backoff: float = 1.0  # pause before retrying an engine that rate-limited or failed
     page_timeout: float = 5.0
@@ -126,6 +127,9 @@ class Settings:
     embed_model: str = ""  # empty: built-in all-MiniLM-L6-v2 (ONNX); or "ollama:<name>"
     embed_model_dir: str = ""  # folder holding model.onnx + tokenizer.json for the built-in embedder
     embed_model_url: str = DEFAULT_EMBED_MODEL_URL  # where the built-in embedder's files come from
+    chroma_url: str = ""  # a Chroma server (`chroma run`), e.g. http://127.0.0.1:8000; empty: embedded
+    index_max_file_bytes: int = 5 * 1024 * 1024  # files over this size are skipped by `copilot index`
+    chunk_chars: int = 1200  # longest chunk of indexed text, in characters
 
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -60,12 +60,13 @@ def test_user_message_layout():
     i_src = user.index("<source>\n[1] ")
     i_ctx = user.index("<context>")
     i_q = user.index("Question: How do I declare a generic type?")
-    i_ins = user.index("right after each claim")
+    i_ins = user.index("Start with one sentence that answers the question")
     assert i_src < i_ctx < i_q < i_ins
     assert "$ mypy x.py" in user[i_ctx:i_q]
     assert "not instructions" in user[:i_src + 1] + user[i_ctx - 80:i_ctx]
     tail = user[i_ins - 200:]
-    for phrase in ("[1]", "Quote", "code blocks", "Do not list the sources", "short paragraphs"):
+    for phrase in ("number of its source in brackets", "[n] after every sentence", "code blocks",
+                   "Do not list the sources"):
         assert phrase in tail
 
 
