@@ -410,3 +410,30 @@ def _settled(text: str, g: _Group, pending: int) -> bool:
     if g.line_start:
         return False
     return re.match(r"\s*\S+[ \t]+\S", rest) is not None
+
+
+# A bracket near the end of a streaming answer that may still become a marker: "[", "[1, 2", "【3",
+# "(sources 1", … (an opening bracket with no closing one yet, on the same line).
+_OPEN_TAIL = re.compile(
+    r"(?:[\[【][^\]】\n]{0,40}"
+    r"|\((?:s(?:o(?:u(?:r(?:c(?:es?)?)?)?)?)?)?(?:[ \t:#]+[\d ,;&–—-]*(?:and[ \t]*[\d ,;&–—-]*)*)?)\Z",
+    re.IGNORECASE,
+)
+
+
+def settled_end(text: str, sources: Sequence[Source] | None = None) -> int:
+    """While an answer streams: the length of its longest prefix whose citations are final.
+
+    That is up to the first marker that text still to come may change (the rules of
+    `CitationStream`), or up to an opening bracket at the end that may still become a marker;
+    `len(text)` when nothing is pending. A face can show `text[:settled_end(text)]` with its
+    markers already rendered as citations and only ever append to it."""
+    groups, pending = _groups(text, sources)
+    end = len(text)
+    for g in groups:
+        if not _settled(text, g, pending):
+            end = min(end, g.start)
+    tail = _OPEN_TAIL.search(text, max(0, len(text) - 64))
+    if tail:
+        end = min(end, tail.start())
+    return end

@@ -1,4 +1,4 @@
-"""Command line: copilot | ask | search | doctor | config.
+"""Command line: copilot | ask | search | index | sources | doctor | config.
 
 Only argparse is imported at start; each command imports what it needs, so `--help` is fast.
 """
@@ -40,6 +40,27 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-web", action="store_true", help="don't search the web")
     s.add_argument("--engine", help="search engines in order: duckduckgo,searxng or none")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ix = sub.add_parser("index", help="add folders of saved pages to the local index",
+                        description="Index saved web pages, docs, notes and Stack Exchange dumps so answers "
+                                    "can draw on them. Re-running only reads what changed.")
+    ix.add_argument("paths", nargs="+", metavar="PATH", help="folders (or files) to index")
+    ix.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    ix.add_argument("--rebuild", action="store_true",
+                    help="start the index over (needed after changing the embedding model)")
+    ix.add_argument("--follow-symlinks", action="store_true",
+                    help="follow symlinks that lead outside the given folders")
+    ix.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="if another `copilot index` is running, wait this long for it (default: 0)")
+
+    so = sub.add_parser("sources", help="list the indexed folders, or remove one",
+                        description="The folders in the local index, with their file and chunk counts.")
+    so.add_argument("--json", action="store_true", help="print one JSON object")
+    so_sub = so.add_subparsers(dest="sources_command", metavar="ACTION")
+    rm = so_sub.add_parser("remove", help="remove a folder's files and chunks from the index")
+    rm.add_argument("root", metavar="ROOT", help="an indexed folder, as `copilot sources` shows it")
+    rm.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="if `copilot index` is running, wait this long for it (default: 0)")
 
     sub.add_parser("doctor", help="check Ollama, models, search engine and data dir")
     sub.add_parser("config", help="print the effective settings and where each came from")
@@ -109,6 +130,56 @@ def cmd_search(args: argparse.Namespace) -> int:
     return asyncio.run(print_search(query, settings, use_web=not args.no_web, json_mode=args.json))
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    import json
+    import signal
+
+    from copilot.index.console import print_report, progress_bar
+    from copilot.index.indexer import StopOnSignals, normalize_roots, run_index
+
+    settings = _settings(args)
+    roots = normalize_roots(args.paths)  # a missing PATH fails here, before any work
+    with StopOnSignals() as stop:
+        try:
+            with progress_bar(sys.stderr.isatty()) as on_progress:
+                report = run_index(roots, settings, rebuild=args.rebuild, follow_outside=args.follow_symlinks,
+                                   on_progress=on_progress, stop=stop, wait=args.wait)
+        except KeyboardInterrupt:  # a second signal, or one while waiting for the lock
+            print("\ncopilot: cancelled; the next `copilot index` finishes the cleanup", file=sys.stderr)
+            return 128 + (stop.signum or signal.SIGINT)
+    signum = stop.signum if report.interrupted else None
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        print_report(report, signum=signum)
+    return 128 + signum if signum else 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    import json
+
+    from copilot.index.console import print_sources
+    from copilot.index.indexer import list_sources, remove_source
+
+    settings = _settings(args)
+    if args.sources_command == "remove":
+        files, chunks = remove_source(args.root, settings, wait=args.wait)
+        if args.json:
+            print(json.dumps({"removed": args.root, "files": files, "chunks": chunks}, ensure_ascii=False))
+        else:
+            from copilot.index.console import plural
+
+            print(f"Removed {args.root}: {plural(files, 'file')}, {plural(chunks, 'chunk')}.")
+        return 0
+    sources = list_sources(settings)
+    if args.json:
+        print(json.dumps({"sources": [{"root": s.root, "files": s.files, "chunks": s.chunks} for s in sources]},
+                         ensure_ascii=False))
+    else:
+        print_sources(sources)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -126,7 +197,8 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ask": cmd_ask, "search": cmd_search, "doctor": cmd_doctor, "config": cmd_config}
+COMMANDS = {"ask": cmd_ask, "search": cmd_search, "index": cmd_index, "sources": cmd_sources,
+            "doctor": cmd_doctor, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
-        parser.print_help()
-        return 0
+        from copilot.tui.app import run
+
+        return run()
     try:
         return COMMANDS[args.command](args)
     except CopilotError as e:

@@ -55,3 +55,15 @@ class EmbedderError(CopilotError):
 
 class EmbedderMismatch(EmbedderError):
     """The index was built with another embedder than the one configured now."""
+
+
+class IndexLocked(CopilotError):
+    """Another process is writing the local index (one writer at a time)."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+class IndexUnavailable(CopilotError):
+    """The local index cannot be opened: a Chroma server that does not answer, a damaged folder."""
+
+    exit_code = 8

@@ -1,0 +1,1 @@
+"""Modal screens of the terminal app: source preview, history, model picker, help."""

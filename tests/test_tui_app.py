@@ -1,0 +1,580 @@
+"""The terminal app driven by Textual's pilot against the loopback Ollama and web servers: the same
+engine and clients as `copilot ask`, only the addresses differ."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from copilot.history import History
+from copilot.tui.app import CopilotApp
+from copilot.tui.screens.history import HistoryScreen
+from copilot.tui.screens.models import ModelScreen
+from copilot.tui.state import CANCELLED, DONE, FAILED
+
+SO_PAGE = """<!DOCTYPE html><html><head><title>asyncio.run() cannot be called from a running event loop - Stack Overflow</title></head><body>
+<div id="question-header"><h1 itemprop="name"><a class="question-hyperlink">asyncio.run() cannot be called from a running event loop</a></h1></div>
+<div id="question" class="question" data-questionid="55409641"><div class="s-prose js-post-body" itemprop="text"><p>In Jupyter, calling
+<code>asyncio.run(main())</code> raises <code>RuntimeError: asyncio.run() cannot be called from a running event loop</code>. Why?</p></div></div>
+<div id="answers"><div id="answer-1" class="answer js-answer accepted-answer" data-answerid="1" data-score="150" itemprop="acceptedAnswer">
+<div class="s-prose js-post-body" itemprop="text"><p>Jupyter already runs an event loop, and asyncio.run() refuses to start a second
+loop in the same thread. Inside a running loop, await the coroutine directly:</p><pre><code>result = await main()
+</code></pre></div></div></div></body></html>"""
+
+DOCS_PAGE = """<!DOCTYPE html><html><head><title>Runners — Python 3.11 documentation</title></head><body>
+<div class="body" role="main"><section id="runners"><h1>Runners</h1>
+<p>This section outlines high-level asyncio primitives to run asyncio code. They are built on top of an event loop.</p>
+<section id="running-an-asyncio-program"><h2>Running an asyncio Program</h2>
+<dl class="py function"><dt class="sig sig-object py" id="asyncio.run"><span class="sig-name descname">asyncio.run</span>(<em>coro</em>)</dt>
+<dd><p>Execute the coroutine <em>coro</em> and return the result. This function runs the passed coroutine, taking care of
+managing the asyncio event loop. This function cannot be called when another asyncio event loop is running in the
+same thread. This function always creates a new event loop and closes it at the end. It should be used as a main
+entry point for asyncio programs, and should ideally only be called once.</p>
+<div class="highlight-python3"><div class="highlight"><pre>async def main():
+    await asyncio.sleep(1)
+    print('hello')
+
+asyncio.run(main())
+</pre></div></div></dd></dl></section></section></div></body></html>"""
+
+BLOG_PAGE = """<!DOCTYPE html><html><head><title>Understanding event loops</title></head><body><article>
+<h1>Understanding event loops</h1><p>An event loop runs tasks one at a time and switches between them when they wait for
+I/O. Each thread can run at most one event loop at any moment, which is why a running event loop cannot start another.
+Libraries that need a loop should accept one rather than start their own with asyncio.run().</p>
+<p>Notebooks such as Jupyter keep a loop running all the time, so top-level await works there.</p></article></body></html>"""
+
+QUESTION = "why does asyncio.run() fail in a running event loop?"
+REPLY = ("asyncio.run() refuses to run inside a loop that is already running [2]. In Jupyter a loop "
+         "is already running, so await the coroutine directly [1]:\n\n```python\nresult = await main()\n```\n")
+LONG_REPLY = " ".join(f"word{i}" for i in range(300)) + " [1]."
+
+
+@pytest.fixture
+def site(web):
+    so = web.add_page("/q/55409641", SO_PAGE)
+    docs = web.add_page("/3/library/asyncio-runner.html", DOCS_PAGE)
+    blog = web.add_page("/blog/event-loops", BLOG_PAGE)
+    web.set_search([
+        {"title": "asyncio.run() cannot be called from a running event loop", "url": so,
+         "content": "In Jupyter, calling asyncio.run(main()) raises RuntimeError"},
+        {"title": "Runners — Python documentation", "url": docs, "content": "Execute the coroutine coro."},
+        {"title": "Understanding event loops", "url": blog, "content": "An event loop runs tasks"},
+    ])
+    return {"so": so, "docs": docs, "blog": blog}
+
+
+def reply_citing_pages(body: dict) -> str:
+    """A model that cites the SO page as [1] and the docs page as [2], whatever their numbers."""
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    n_so = n_docs = 99
+    for line in user.splitlines():
+        if line.startswith("[") and "] " in line:
+            n = int(line[1:line.index("]")])
+            if "Stack Overflow" in line or "cannot be called" in line:
+                n_so = min(n_so, n)
+            elif "Runners" in line:
+                n_docs = min(n_docs, n)
+    return REPLY.replace("[1]", f"[{n_so}]").replace("[2]", f"[{n_docs}]")
+
+
+def dead_host() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def until(pilot, condition, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.02)
+
+
+async def ask(app: CopilotApp, pilot, question: str = QUESTION):
+    app.ask_input.value = question
+    app.ask_input.focus()
+    await pilot.press("enter")
+    await until(pilot, lambda: app.conversation.exchanges and app.conversation.exchanges[-1].state.question == question,
+                what="the exchange to appear")
+    return app.conversation.exchanges[-1]
+
+
+async def answered(app: CopilotApp, pilot, exchange) -> None:
+    await until(pilot, lambda: not exchange.state.in_flight, what="the answer to end")
+    await until(pilot, lambda: exchange.answer.settled and app.current is None, what="the final redraw")
+    await pilot.pause()
+
+
+def option_texts(olist) -> list[str]:
+    return [o.prompt.plain for o in olist.options]
+
+
+def new_app() -> CopilotApp:
+    return CopilotApp(cursor_blink=False)
+
+
+# --- ask → plain results → stream → citations ----------------------------------------------------
+
+
+async def test_plain_results_before_first_token_then_stream_and_cite(env, ollama, web, site) -> None:
+    ollama.first_token_delay = 1.5
+    ollama.reply_with(reply_citing_pages)
+    app = new_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        exchange = await ask(app, pilot)
+        state = exchange.state
+        await until(pilot, lambda: state.searched, what="plain results")
+        await until(pilot, lambda: any(o.id == "res-0" for o in app.comparison.plain.options), what="plain list")
+        # The plain results are on screen while the model has not said a word yet.
+        assert state.text == ""
+        texts = option_texts(app.comparison.plain)
+        assert "asyncio.run() cannot be called" in texts[0] and "Runners" in texts[1]
+        assert all("waiting" in t or "read as" in t for t in texts)
+
+        await answered(app, pilot, exchange)
+        assert state.phase == DONE
+        shown = exchange.answer.shown_markdown
+        assert "result = await main()" in shown
+        assert "(cite:" in shown  # markers became links
+        texts = option_texts(app.comparison.plain)
+        assert texts[0].count("cited [") == 1 and texts[1].count("cited [") == 1
+        assert "not read" in texts[2] or "not cited" in texts[2]
+        assert "✓ cited" in " ".join(option_texts(app.comparison.sources))
+
+        # Selecting citation [n] (keyboard, in the conversation) focuses source n.
+        cited = sorted({c.n for c in state.citations if c.valid})
+        app.conversation.focus()
+        await pilot.press(str(cited[-1]))
+        await pilot.pause()
+        assert app.focused is app.comparison.sources
+        assert app.comparison.sources.highlighted_option.id == f"src-{cited[-1]}"
+
+        # ... and clicking the [n] link in the answer does the same.
+        from textual.widgets import Markdown
+
+        md = exchange.answer.query(Markdown).first()
+        md.post_message(Markdown.LinkClicked(md, f"cite:{cited[0]}"))
+        await until(pilot, lambda: app.comparison.sources.highlighted_option.id == f"src-{cited[0]}",
+                    what="the link to focus its source")
+
+        # Enter on a source previews its passage, scrolled to what the answer cites.
+        await pilot.press("enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "PreviewScreen", what="the preview")
+        preview = app.screen
+        assert preview.source.n == cited[0]
+        assert preview.claims, "the preview lists the claims that cite the source"
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ != "PreviewScreen")
+        assert app.status_bar.info.timings is not None
+        assert app.status_bar.info.search.state == "ok"
+        assert app.status_bar.info.model == "qwen2.5-coder:1.5b"
+
+
+async def test_loading_model_status_when_first_token_is_slow(env, ollama, web, site, monkeypatch) -> None:
+    import copilot.engine
+
+    monkeypatch.setattr(copilot.engine, "LOADING_NOTICE_AFTER", 0.2)
+    ollama.first_token_delay = 1.0
+    ollama.reply_with("Fine [1].")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await until(pilot, lambda: "Loading" in app.status_bar.info.activity, what="the loading notice")
+        assert "Loading qwen2.5-coder:1.5b" in exchange.state.status
+        await answered(app, pilot, exchange)
+        assert app.status_bar.info.activity == ""
+
+
+# --- Esc ---------------------------------------------------------------------------------------------
+
+
+async def test_escape_stops_the_answer_and_keeps_what_arrived(env, ollama, web, site) -> None:
+    ollama.token_delay = 0.02
+    ollama.reply_with(LONG_REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        state = exchange.state
+        await until(pilot, lambda: len(state.text) > 40, what="some tokens")
+        await pilot.press("escape")
+        await until(pilot, lambda: state.phase == CANCELLED, what="the stop")
+        await until(pilot, lambda: exchange.answer.settled)
+        await pilot.pause()
+        kept = state.text
+        assert kept and len(kept) < len(LONG_REPLY)
+        assert exchange.answer.shown_markdown.startswith(kept.rstrip()[:40])
+        assert "stopped" in exchange.notes.visual.plain
+        # The stopped answer is in the history, marked so.
+        await until(pilot, lambda: state.message_id is not None, what="the save")
+        msg = app.history.messages(app.conversation_id)[-1]
+        assert msg.status == "cancelled" and msg.answer == state.raw_text
+        # And the next question works.
+        ollama.token_delay = 0
+        ollama.reply_with("Done this time [1].")
+        second = await ask(app, pilot, "and now?")
+        await answered(app, pilot, second)
+        assert second.state.phase == DONE and "Done this time" in second.state.text
+
+
+async def test_quit_while_an_answer_streams(env, ollama, web, site) -> None:
+    ollama.token_delay = 0.02
+    ollama.reply_with(LONG_REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await until(pilot, lambda: len(exchange.state.text) > 20)
+        await pilot.press("ctrl+q")
+    assert app.return_code in (0, None)
+
+
+async def test_new_chat_while_streaming_keeps_the_partial_answer(env, ollama, web, site) -> None:
+    ollama.token_delay = 0.02
+    ollama.reply_with(LONG_REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await until(pilot, lambda: len(exchange.state.text) > 20)
+        conversation = None
+        await until(pilot, lambda: app.conversation_id is not None or app.history is not None)
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: not app.conversation.exchanges and app.current is None, what="the new chat")
+        await until(pilot, lambda: exchange.state.message_id is not None, what="the save of the stopped answer")
+        conversation = app.history.list_conversations()[0]
+        [msg] = app.history.messages(conversation.id)
+        assert msg.status == "cancelled" and msg.answer.startswith("word0 word1")
+        assert app.conversation_id is None  # the next question starts a new conversation
+
+
+# --- errors and recovery -------------------------------------------------------------------------------
+
+
+async def test_ollama_down_then_back(env, ollama, web, site, monkeypatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", dead_host())
+    ollama.reply_with("Back again [1].")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        first = await ask(app, pilot)
+        await answered(app, pilot, first)
+        assert first.state.phase == FAILED
+        assert "Ollama is not reachable" in first.state.error
+        assert "Ollama is not reachable" in first.notes.visual.plain
+        assert app.status_bar.info.model_state == "offline"
+        # Plain results still came, so the user has something to read.
+        assert first.state.searched and first.state.plain
+
+        # Ollama comes back (here: OLLAMA_HOST now names where it runs, as host:port without a scheme).
+        monkeypatch.setenv("OLLAMA_HOST", ollama.host.removeprefix("http://"))
+        second = await ask(app, pilot, "again?")
+        await answered(app, pilot, second)
+        assert second.state.phase == DONE and "Back again" in second.state.text
+        assert app.status_bar.info.model_state == "ok"
+
+
+async def test_status_line_recovers_when_ollama_comes_back(env, ollama, monkeypatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", dead_host())
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.status_bar.info.model_state == "offline", what="the offline state")
+        assert app._recheck_timer is not None  # it will look again by itself
+        monkeypatch.setenv("OLLAMA_HOST", ollama.host)
+        app._recheck_ollama()  # what the timer does every RECHECK_OLLAMA seconds
+        await until(pilot, lambda: app.status_bar.info.model_state == "ok", what="the recovery")
+        assert app._recheck_timer is None
+
+
+async def test_model_error_then_recovery(env, ollama, web, site) -> None:
+    ollama.fail_next(500, "llama runner process has terminated", paths=("/api/chat",))
+    ollama.reply_with("Recovered [1].")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        first = await ask(app, pilot)
+        await answered(app, pilot, first)
+        assert first.state.phase == FAILED and "llama runner process has terminated" in first.state.error
+        second = await ask(app, pilot, "again?")
+        await answered(app, pilot, second)
+        assert second.state.phase == DONE
+
+
+async def test_missing_model_is_a_message(env, ollama, web, site, monkeypatch) -> None:
+    monkeypatch.setenv("COPILOT_MODEL", "llama9:70b")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.status_bar.info.model_state == "missing", what="the start-up check")
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        assert exchange.state.phase == FAILED
+        assert "not installed" in exchange.state.error and "ollama pull llama9:70b" in exchange.state.error
+
+
+async def test_search_rate_limited_shows_state_and_error(env, ollama, web, site, monkeypatch) -> None:
+    monkeypatch.setenv("COPILOT_CONFIG", str(Path(env["COPILOT_CONFIG"])))
+    Path(env["COPILOT_CONFIG"]).write_text("search_backoff = 0.05\nsearch_timeout = 2.0\n", encoding="utf-8")
+    web.fail_search(429, times=10)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        assert exchange.state.phase == FAILED
+        assert "no search results" in exchange.state.error
+        assert app.status_bar.info.search.state == "rate-limited"
+        from copilot.tui.widgets.status import status_content
+
+        assert "search rate-limited" in status_content(app.status_bar.info).plain
+
+
+# --- history ---------------------------------------------------------------------------------------------
+
+
+async def test_history_resume_continue_export_delete(env, ollama, web, site) -> None:
+    ollama.reply_with(reply_citing_pages)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        first = await ask(app, pilot)
+        await answered(app, pilot, first)
+        await until(pilot, lambda: first.state.message_id is not None, what="the save")
+        conversation = app.conversation_id
+
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: not app.conversation.exchanges, what="a new chat")
+        assert app.conversation_id is None and app.comparison.state is None
+
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.items, what="history")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.conversation.exchanges) == 1, what="the resume")
+        resumed = app.conversation.exchanges[0]
+        await until(pilot, lambda: resumed.answer.settled)
+        assert app.conversation_id == conversation
+        assert resumed.state.text == first.state.text
+        assert "result = await main()" in resumed.answer.shown_markdown
+        assert any(o.id == "src-1" for o in app.comparison.sources.options)
+        assert option_texts(app.comparison.plain)[0].count("cited [") == 1
+
+        # A new question continues the resumed conversation.
+        second = await ask(app, pilot, "and in a script?")
+        await answered(app, pilot, second)
+        await until(pilot, lambda: second.state.message_id is not None)
+        assert [m.question for m in app.history.messages(conversation)] == [QUESTION, "and in a script?"]
+
+        # Export, then delete (d twice).
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.items)
+        await pilot.press("e")
+        exports = Path(env["COPILOT_DATA_DIR"]) / "exports"
+        await until(pilot, lambda: exports.is_dir() and any(exports.iterdir()), what="the export")
+        text = next(exports.iterdir()).read_text(encoding="utf-8")
+        assert f"## {QUESTION}" in text
+        assert "result = await main()" in text and "**Plain search" in text
+        await pilot.press("d")
+        await pilot.press("d")
+        await until(pilot, lambda: not app.screen.items, what="the delete")
+        await pilot.press("escape")
+        assert app.conversation_id is None
+        assert History(Path(env["COPILOT_DATA_DIR"]) / "history.sqlite").list_conversations() == []
+
+
+# --- copy ---------------------------------------------------------------------------------------------------
+
+
+async def test_copy_answer_and_code_block_with_file_fallback(env, ollama, web, site, monkeypatch, tmp_path) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no clipboard program here
+    ollama.reply_with(reply_citing_pages)
+    app = new_app()
+    osc52: list[str] = []
+    app.copy_to_clipboard = osc52.append  # the OSC 52 boundary
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: osc52 and getattr(app, "last_copy", None), what="the copy")
+        copied = osc52[-1]
+        assert copied.startswith(exchange.state.text.rstrip())
+        assert "\nSources:\n[" in copied and site["so"] in copied
+        fallback = Path(env["COPILOT_DATA_DIR"]) / "clipboard.txt"
+        assert fallback.read_text(encoding="utf-8") == copied
+        assert stat.S_IMODE(fallback.stat().st_mode) == 0o600
+        assert app.last_copy[1].file == fallback and str(fallback) in app.last_copy[1].message("the answer")
+
+        app.last_copy = None
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: app.last_copy, what="the code copy")
+        assert osc52[-1] == "result = await main()\n"
+        assert fallback.read_text(encoding="utf-8") == "result = await main()\n"
+
+
+async def test_copy_uses_a_clipboard_program_when_present(env, ollama, web, site, monkeypatch, tmp_path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sink = tmp_path / "xclip-got.txt"
+    xclip = bin_dir / "xclip"
+    xclip.write_text(f"#!/bin/sh\ncat > {sink}\n", encoding="utf-8")
+    xclip.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    ollama.reply_with("Plain answer [1].")
+    app = new_app()
+    app.copy_to_clipboard = lambda text: None
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: getattr(app, "last_copy", None), what="the copy")
+        assert app.last_copy[1].tool == "xclip"
+        assert sink.read_text(encoding="utf-8").startswith("Plain answer [1].")
+        assert not (Path(env["COPILOT_DATA_DIR"]) / "clipboard.txt").exists()
+
+
+# --- the rest of the interaction ---------------------------------------------------------------------------
+
+
+async def test_open_url_only_http(env, ollama, web, site) -> None:
+    ollama.reply_with(reply_citing_pages)
+    app = new_app()
+    opened: list[str] = []
+    app.services.open_url = lambda url: opened.append(url) or True
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        app.comparison.focus_source(1)
+        await pilot.press("o")
+        await until(pilot, lambda: opened, what="the browser")
+        assert opened == [next(s.url for s in exchange.state.sources if s.n == 1)]
+        app.open_link("javascript:alert(1)")
+        app.open_link("file:///etc/passwd")
+        await pilot.pause(0.1)
+        assert len(opened) == 1
+
+
+async def test_page_text_is_never_markup(env, ollama, web) -> None:
+    page = web.add_page("/evil", "<html><head><title>[bold]Evil[/bold] [link=https://x.example]y[/link]</title>"
+                        "</head><body><p>Use [red]this[/red] and [@click=app.quit]that[/]. " + "Words here. " * 30
+                        + "</p></body></html>")
+    web.set_search([{"title": "[bold]Evil[/bold] [link=https://x.example]y[/link]", "url": page,
+                     "content": "[reverse]snippet[/reverse]"}])
+    ollama.reply_with("It says [red]this[/red] [1]. \x1b[31mred?\x1b[0m")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        plain = option_texts(app.comparison.plain)[0]
+        assert "[bold]Evil[/bold] [link=https://x.example]y[/link]" in plain
+        assert "[reverse]snippet[/reverse]" in plain
+        sources = " ".join(option_texts(app.comparison.sources))
+        assert "[red]this[/red]" in sources
+        from textual.widgets._markdown import MarkdownParagraph
+
+        para = exchange.answer.query(MarkdownParagraph).first()
+        assert "[red]this[/red]" in para._content.plain
+        assert "\x1b" not in exchange.state.text
+
+
+async def test_model_picker_lists_chat_models(env, ollama, web) -> None:
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, ModelScreen) and len(app.screen.names) > 1,
+                    what="the model list")
+        assert app.screen.names == ["", "qwen2.5-coder:1.5b"]  # all-minilm only embeds
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, ModelScreen))
+        assert app.model == "qwen2.5-coder:1.5b"
+        assert app.status_bar.info.model == "qwen2.5-coder:1.5b" and not app.status_bar.info.model_auto
+
+
+async def test_scope_local_does_not_search_the_web(env, ollama, web, site) -> None:
+    ollama.reply_with("From the model alone.")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+t")
+        assert app.scope == "local" and app.status_bar.info.scope == "local"
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        assert exchange.state.phase == DONE and web.search_calls == 0
+        assert any("no sources" in w for w in exchange.state.warnings)
+        await pilot.press("ctrl+t")
+        assert app.scope == "both"
+        await pilot.press("ctrl+t")
+        assert app.scope == "web"
+
+
+async def test_typing_while_an_answer_streams(env, ollama, web, site) -> None:
+    ollama.token_delay = 0.05
+    ollama.reply_with(LONG_REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await until(pilot, lambda: len(exchange.state.text) > 20)
+        app.ask_input.focus()
+        await pilot.press("n", "e", "x", "t")
+        assert app.ask_input.value == "next"
+        assert exchange.state.in_flight
+        await pilot.press("enter")  # refused politely while the answer streams
+        assert app.ask_input.value == "next"
+        await pilot.press("escape")
+        await answered(app, pilot, exchange)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.conversation.exchanges) == 2)
+
+
+async def test_command_palette_has_every_action(env) -> None:
+    app = new_app()
+    async with app.run_test(size=(100, 30)):
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+    for title in ("Ask", "Stop answer", "New chat", "History", "Export conversation", "Scope: web", "Scope: local",
+                  "Scope: both", "Model", "Copy answer", "Copy code block", "Sources", "Plain search", "Help",
+                  "Theme", "Quit"):
+        assert title in titles
+
+
+async def test_help_screen_opens(env) -> None:
+    app = new_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ != "HelpScreen")
+
+
+# --- start-up --------------------------------------------------------------------------------------------------
+
+
+def test_importing_the_app_loads_no_heavy_module() -> None:
+    probe = ("import sys, copilot.tui.app; "
+             "print(','.join(m for m in ('httpx','ollama','trafilatura','chromadb','ddgs','lxml','markdown_it',"
+             "'copilot.engine') if m in sys.modules) or 'none')")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "none"
+
+
+def test_core_does_not_import_textual() -> None:
+    probe = "import sys, copilot.history, copilot.engine, copilot.cli; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_copilot_without_a_terminal_says_so(env) -> None:
+    proc = subprocess.run([sys.executable, "-m", "copilot"], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL, env={**os.environ})
+    assert proc.returncode == 2
+    assert "needs a terminal" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_warm_up_and_background_start(env, ollama) -> None:
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.ready_at is not None, what="the first frame")
+        await until(pilot, lambda: app.warm_at is not None and app.history is not None, what="the warm-up")
+        await until(pilot, lambda: app.status_bar.info.model_state == "ok", what="the Ollama check")
+        assert "ollama" in sys.modules and "httpx" in sys.modules
+        assert app.status_bar.info.model == "qwen2.5-coder:1.5b" and app.status_bar.info.model_auto
