@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("question", nargs="+", help="the question, or - to read it from stdin")
     a.add_argument("--model", help="Ollama model (default: COPILOT_MODEL or an installed one)")
     a.add_argument("--no-web", action="store_true", help="don't search the web")
+    a.add_argument("--no-local", action="store_true", help="don't use the local index")
     a.add_argument("--engine", help="search engines in order: duckduckgo,searxng or none")
     a.add_argument("--json", action="store_true", help="print one JSON object at the end")
     a.add_argument("--compare", action="store_true",
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="What a search alone gives: ranked results with snippets.")
     s.add_argument("query", nargs="+")
     s.add_argument("--no-web", action="store_true", help="don't search the web")
+    s.add_argument("--no-local", action="store_true", help="don't search the local index")
     s.add_argument("--engine", help="search engines in order: duckduckgo,searxng or none")
     s.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -111,7 +113,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     question, context = _question_and_context(args)
-    options = AskOptions(use_web=not args.no_web, model=args.model or "", context=context)
+    options = AskOptions(use_web=not args.no_web, use_local=not args.no_local, model=args.model or "",
+                         context=context)
     printer = AskPrinter(json_mode=args.json, compare=args.compare)
     return asyncio.run(printer.run(question, settings, options))
 
@@ -127,7 +130,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         from copilot.errors import UsageError
 
         raise UsageError("the query is empty", 'search for something, e.g. copilot search "asyncio.run"')
-    return asyncio.run(print_search(query, settings, use_web=not args.no_web, json_mode=args.json))
+    return asyncio.run(print_search(query, settings, use_web=not args.no_web, use_local=not args.no_local,
+                                    json_mode=args.json))
 
 
 def cmd_index(args: argparse.Namespace) -> int:

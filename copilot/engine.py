@@ -25,6 +25,7 @@ LOADING_NOTICE_AFTER = 2.0
 @dataclass
 class AskOptions:
     use_web: bool = True
+    use_local: bool = True  # draw on the local index when it is not empty
     model: str = ""  # empty: settings.model, else pick an installed one
     context: str | None = None  # text the user attached (piped terminal output)
 
@@ -92,6 +93,54 @@ def number_sources(picked) -> list[ev.Source]:
     return sources
 
 
+# A local hit this far from the question (cosine similarity) is noise, not a source.
+LOCAL_MIN_SIMILARITY = 0.25
+
+
+def local_hits(question: str, settings: Settings, k: int) -> list:
+    """Dense hits from the local index; [] when there is no index. Runs in a thread (it may
+    import chromadb and load the embedder on first use)."""
+    from copilot.index.local import LocalIndex
+
+    index = LocalIndex.open(settings)
+    try:
+        if index.is_empty():
+            return []
+        return [h for h in index.dense_search(question, k) if h.similarity >= LOCAL_MIN_SIMILARITY]
+    finally:
+        index.close()
+
+
+def _local_text(hit) -> str:
+    if hit.role == "question":
+        return "Question:\n" + hit.text
+    if hit.role == "answer":
+        lead = "Accepted answer" if hit.accepted else "Answer"
+        lead += f" (score {hit.score}):" if hit.score is not None else ":"
+        return lead + "\n" + hit.text
+    return hit.text
+
+
+def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.Source], int]:
+    """Sources from local hits within the budget; returns them (unnumbered) and the tokens used."""
+    from copilot.prompting import estimate_tokens
+
+    out, used = [], 0
+    for hit in hits:
+        if len(out) >= max_sources:
+            break
+        text = _local_text(hit)
+        cost = estimate_tokens(text)
+        if out and used + cost > budget_tokens:
+            continue
+        out.append(ev.Source(
+            n=0, title=clean(hit.title or hit.source_path.rsplit("/", 1)[-1]), url=hit.url or "",
+            kind=_source_kind(hit.kind, "local"), text=text, path=hit.source_path,
+            site=hit.site, heading=clean(hit.heading)))
+        used += cost
+    return out, used
+
+
 async def ask(question: str, settings: Settings, options: AskOptions | None = None
               ) -> AsyncIterator[ev.Event]:
     """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
@@ -112,9 +161,11 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         pending.clear()
         return out
 
-    # Ask Ollama which model to use while the web work runs.
+    # Ask Ollama which model to use, and search the local index, while the web work runs.
     model_task = asyncio.create_task(
         llm.resolve_model(settings, options.model or settings.model))
+    local_task = (asyncio.create_task(asyncio.to_thread(local_hits, question, settings, settings.max_sources))
+                  if options.use_local else None)
     try:
         results: list[ev.SearchResult] = []
         docs: list[tuple[object, str]] = []
@@ -142,8 +193,25 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
 
         from copilot.passages import select_sources
 
-        picked = select_sources(question, docs, settings.context_tokens, settings.max_sources)
+        hits = []
+        if local_task:
+            try:
+                hits = await local_task
+            except CopilotError as e:
+                warn(f"the local index was not used: {e.one_line()}")
+        # Local hits share the budget with the web: at most half the sources when both have some.
+        local_share = settings.max_sources if not docs else max(1, settings.max_sources // 2)
+        mine, used = local_sources(hits, settings.context_tokens // (1 if not docs else 2), local_share)
+        picked = select_sources(question, docs, settings.context_tokens - used,
+                                settings.max_sources - len(mine))
         sources = number_sources(picked)
+        sources = [*mine, *sources]
+        for n, s in enumerate(sources, start=1):
+            s.n = n
+        if mine and options.use_web and settings.engines and not docs:
+            warn("no web pages could be used: answering from the local index only")
+            for w in flush():
+                yield w
         if not sources:
             if options.use_web and settings.engines:
                 why = "no search results" if not results else "none of the pages could be read"
@@ -213,10 +281,13 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
             plain_results=results, warnings=warnings, timings=timings, cut_reason=cut_reason,
         ))
     finally:
-        if not model_task.done():
-            model_task.cancel()
-        elif not model_task.cancelled():
-            model_task.exception()  # consumed: never "exception was never retrieved"
+        for task in (model_task, local_task):
+            if task is None:
+                continue
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # consumed: never "exception was never retrieved"
 
 
 __all__ = ["AskOptions", "ask", "CopilotError"]

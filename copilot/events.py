@@ -34,6 +34,14 @@ class Source:
     heading: str = ""  # where in the page the passage sits ("Runners › asyncio.run()")
 
     @property
+    def where(self) -> str:
+        """Where a person finds it: the URL; for a local file its path, and the page's original
+        URL when the file names one."""
+        if self.path:
+            return f"{self.path} ({self.url})" if self.url else self.path
+        return self.url
+
+    @property
     def label(self) -> str:
         """Title and heading, for people (the prompt uses the title alone)."""
         return f"{self.title} › {self.heading}" if self.heading else self.title

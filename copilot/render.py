@@ -170,7 +170,7 @@ class AskPrinter:
             for s in answer.sources:
                 mark = "" if s.n in cited else "  (not cited)"
                 line = Text(f"[{s.n}] ", style="bold cyan" if s.n in cited else "dim")
-                line += Text(clean(s.label)) + Text(" — ") + Text(clean(s.url), style="blue")
+                line += Text(clean(s.label)) + Text(" — ") + Text(clean(s.where), style="blue")
                 line += Text(mark, style="dim")
                 self.out.print(line, soft_wrap=True)
         invalid = sorted({c.n for c in answer.citations if not c.valid})
@@ -197,7 +197,7 @@ def compare_table(answer: ev.Answer):
     table = Table(title="Answer's sources vs. plain search", expand=True, show_lines=False)
     table.add_column("Cited by the answer", ratio=1)
     table.add_column("Plain search (engine order)", ratio=1)
-    left = [Text(f"[{s.n}] ") + Text(clean(s.label)) + Text(f"\n    {clean(s.url)}", style="dim")
+    left = [Text(f"[{s.n}] ") + Text(clean(s.label)) + Text(f"\n    {clean(s.where)}", style="dim")
             for s in answer.sources if s.n in cited]
     if not left:
         left = [Text("(no valid citations)", style="dim")]
@@ -213,19 +213,48 @@ def compare_table(answer: ev.Answer):
     return table
 
 
-async def print_search(query: str, settings, use_web: bool = True, json_mode: bool = False) -> int:
+def _snippet(text: str, query: str, width: int = 240) -> str:
+    """A window of `text` around the first query word it contains, on one line."""
+    import re
+
+    flat = " ".join(text.split())
+    words = [w for w in re.findall(r"[\w.]+", query.lower()) if len(w) > 2]
+    low = flat.lower()
+    at = min((i for i in (low.find(w) for w in words) if i >= 0), default=0)
+    start = max(0, at - width // 3)
+    piece = flat[start:start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
+
+
+async def print_search(query: str, settings, use_web: bool = True, use_local: bool = True,
+                       json_mode: bool = False) -> int:
+    import asyncio
+
     from rich.text import Text
 
-    from copilot.errors import SearchFailed
+    from copilot.errors import CopilotError, SearchFailed
 
     warnings: list[str] = []
     results: list[ev.SearchResult] = []
     engine = ""
+    local_task = None
+    if use_local:
+        from copilot.engine import local_hits
+
+        local_task = asyncio.create_task(asyncio.to_thread(local_hits, query, settings, 10))
     if use_web and settings.engines:
         from copilot.web.search import search
 
         results, engine = await search(query, settings, on_warning=warnings.append)
-    local: list[dict] = []  # filled once the local index exists
+    hits = []
+    if local_task is not None:
+        try:
+            hits = await local_task
+        except CopilotError as e:
+            warnings.append(f"the local index was not used: {e.one_line()}")
+    local = [{"rank": i, "title": clean(h.title), "heading": clean(h.heading), "path": h.source_path,
+              "url": h.url or None, "snippet": clean(_snippet(h.text, query)), "score": round(h.similarity, 4)}
+             for i, h in enumerate(hits, start=1)]
     if json_mode:
         print(json.dumps({
             "web": [{"rank": r.rank, "title": r.title, "url": r.url, "snippet": r.snippet}
@@ -234,18 +263,29 @@ async def print_search(query: str, settings, use_web: bool = True, json_mode: bo
             "engine": engine,
             "warnings": warnings,
         }, ensure_ascii=False, indent=2))
-        return 0 if results or not use_web else 6
+        return 0 if results or local or not (use_web and settings.engines) else 6
     err, out = _console(stderr=True), _console()
     for w in warnings:
         err.print(Text("warning: ", style="yellow") + Text(clean(w)))
     if use_web and not settings.engines:
         err.print(Text("web search is off (COPILOT_SEARCH_ENGINE=none)", style="yellow"))
+    if results:
+        out.print(Text(f"Web ({engine})", style="bold underline"))
     for r in results:
         out.print(Text(f"{r.rank:>2}. ", style="bold") + Text(clean(r.title), style="bold"))
         out.print(Text("    " + clean(r.url), style="blue"), soft_wrap=True)
         if r.snippet:
             out.print(Text("    " + clean(r.snippet)))
-    if use_web and settings.engines and not results:
+    if local:
+        out.print(Text("Local index", style="bold underline"))
+    for h in local:
+        label = h["title"] + (f" › {h['heading']}" if h["heading"] else "")
+        out.print(Text(f"{h['rank']:>2}. ", style="bold") + Text(label, style="bold")
+                  + Text(f"  ({h['score']:.2f})", style="dim"))
+        where = h["path"] + (f" ({h['url']})" if h["url"] else "")
+        out.print(Text("    " + clean(where), style="blue"), soft_wrap=True)
+        out.print(Text("    " + h["snippet"]))
+    if use_web and settings.engines and not results and not local:
         raise SearchFailed(f"no results for {query!r}", "check `copilot doctor`, or try other words")
     return 0
 

@@ -1,0 +1,99 @@
+"""`copilot ask` and `copilot search` draw on the local index when it is not empty: a real index
+(real MiniLM files, embedded Chroma) built by `copilot index`, then questions through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.fixtures_models"]
+
+SAVED_SO = """<!DOCTYPE html><html><head><title>How do I merge two dictionaries in a single expression? - Stack Overflow</title>
+<link rel="canonical" href="https://stackoverflow.com/questions/38987/how-do-i-merge-two-dictionaries"></head><body>
+<div id="question" class="question" data-questionid="38987"><div class="js-vote-count" data-value="10">10</div>
+<div class="s-prose js-post-body"><p>I want to merge two dictionaries x and y into a new dictionary z.</p></div></div>
+<div id="answers"><div class="answer accepted-answer" data-answerid="26853961" data-score="8000">
+<div class="js-vote-count" data-value="8000">8000</div><div class="s-prose js-post-body">
+<p>In Python 3.9 and later use the union operator:</p><pre><code>z = x | y
+</code></pre><p>In 3.5 and later unpack both: <code>z = {**x, **y}</code></p></div></div></div></body></html>"""
+
+NOTES_MD = """# Git notes
+
+## Undo the last commit
+
+Keep the changes staged and drop the commit:
+
+```bash
+git reset --soft HEAD~1
+```
+"""
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "copilot", *args], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, env={**os.environ})
+
+
+@pytest.fixture
+def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "merge-dicts.html").write_text(SAVED_SO)
+    (saved / "git-notes.md").write_text(NOTES_MD)
+    proc = run("index", "--json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["added"] == 2
+    return saved
+
+
+def test_ask_uses_the_index_beside_the_web(env, ollama, web, indexed) -> None:
+    web.set_search([])  # the web has nothing: the answer comes from the index, with a warning
+    ollama.reply_with("Use the union operator z = x | y [1].")
+    proc = run("ask", "--json", "how do I merge two dicts in python?")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    first = out["sources"][0]
+    assert first["kind"] == "local-so"
+    assert first["path"].endswith("merge-dicts.html")
+    assert first["url"] == "https://stackoverflow.com/questions/38987/how-do-i-merge-two-dictionaries"
+    assert out["citations"] == [{"n": 1, "valid": True, "raw": "[1]"}]
+    assert any("local index only" in w for w in out["warnings"])
+    user = next(m["content"] for m in ollama.requests[-1]["messages"] if m["role"] == "user")
+    assert "z = x | y" in user and "Accepted answer (score 8000)" in user
+
+
+def test_no_local_skips_the_index(env, ollama, web, indexed) -> None:
+    web.set_search([])
+    proc = run("ask", "--json", "--no-local", "how do I merge two dicts in python?")
+    assert proc.returncode == 7  # nothing left to answer from
+    assert "no search results" in proc.stderr
+
+
+def test_search_lists_local_hits_with_path_and_snippet(env, web, indexed) -> None:
+    web.set_search([])
+    proc = run("search", "--json", "undo the last git commit")
+    assert proc.returncode == 0, proc.stderr
+    local = json.loads(proc.stdout)["local"]
+    assert local[0]["path"].endswith("git-notes.md")
+    assert "Undo the last commit" in local[0]["heading"]
+    assert "git reset --soft" in local[0]["snippet"]
+    assert set(local[0]) >= {"rank", "title", "path", "url", "snippet", "score"}
+
+
+def test_empty_index_never_loads_chromadb(env, ollama, web) -> None:
+    ollama.reply_with("ok [1].")
+    web.set_search([{"title": "t", "url": web.add_page("/a", "<h1>A</h1><p>merge dicts with x | y</p>"),
+                     "content": "c"}])
+    code = ("import sys, io, contextlib\nimport copilot.cli as c\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = c.main(['ask', '--json', 'merge dicts'])\n"
+            "assert rc == 0, rc\nassert 'chromadb' not in sys.modules, 'chromadb loaded'\nprint('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env={**os.environ})
+    assert proc.returncode == 0, proc.stderr
