@@ -302,9 +302,9 @@ class MiniLMEmbedder:
         """`model_dir` skips the search for files; `batch_tokens` caps rows × padded length of a
         batch (a text longer than that goes alone).
 
-        Small batches are fastest on CPU: the activations of a batch then stay in cache. On 2
-        cores, batches of 192-384 tokens ran ~28 passages/s and ~195 short sentences/s; 4096-token
-        batches were 35 % slower on both, and Chroma's 32 × 256 = 8192 slower still."""
+        Small batches are fastest on CPU: a batch's activations then stay in cache. On 2 cores
+        (bench/embeddings.py --sweep) budgets of 256-1024 tokens ran ~28 passages/s and ~215 short
+        sentences/s; 8192 (Chroma's 32 × 256) ran 19 and 100."""
         self._settings = settings
         self._model_dir = Path(model_dir).expanduser() if model_dir else None
         self.threads = threads or usable_cpus()
