@@ -273,6 +273,13 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
                  f"among the {len(sources)} sources")
         elif sources and answer_text.strip() and not cites:
             warn("the answer cites none of its sources")
+        if cites:
+            from copilot import support
+
+            cites = await asyncio.to_thread(support.check_support, answer_text, cites, sources, settings)
+            weak_note = support.weak_warning(answer_text, cites)
+            if weak_note:
+                warn(weak_note)
         for w in flush():
             yield w
         timings.total = time.perf_counter() - started

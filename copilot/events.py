@@ -61,9 +61,12 @@ class Citation:
     start: int  # character span of the marker in the answer
     end: int
     raw: str
+    support: float | None = None  # how well source n's passage supports the claim, in [0, 1]
+    supported: bool | None = None  # None: not scored
 
     def to_json(self) -> dict:
-        return {"n": self.n, "valid": self.valid, "raw": self.raw}
+        return {"n": self.n, "valid": self.valid, "raw": self.raw, "support": self.support,
+                "supported": self.supported}
 
 
 @dataclass

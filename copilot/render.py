@@ -167,11 +167,14 @@ class AskPrinter:
         if answer.sources:
             self.out.print()
             self.out.print(Text("Sources", style="bold"))
+            weak = {c.n for c in answer.citations if c.valid and c.supported is False}
             for s in answer.sources:
                 mark = "" if s.n in cited else "  (not cited)"
+                if s.n in weak:
+                    mark = "  (weak support)"
                 line = Text(f"[{s.n}] ", style="bold cyan" if s.n in cited else "dim")
                 line += Text(clean(s.label)) + Text(" — ") + Text(clean(s.where), style="blue")
-                line += Text(mark, style="dim")
+                line += Text(mark, style="yellow" if s.n in weak else "dim")
                 self.out.print(line, soft_wrap=True)
         invalid = sorted({c.n for c in answer.citations if not c.valid})
         for n in invalid:
