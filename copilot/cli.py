@@ -64,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                     help="if `copilot index` is running, wait this long for it (default: 0)")
 
+    ev = sub.add_parser("eval", help="measure retrieval on a question set",
+                        description="Measure how well the local index finds the pages that answer a set "
+                                    "of questions (keyword-only, dense-only and hybrid in one run).")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    er = ev_sub.add_parser("retrieval", help="hit@1/5/10, MRR, nDCG@10 and latency per retrieval mode",
+                           description="QA.jsonl: one JSON object per line with `question` and `answer_pages` "
+                                       "(paths relative to an indexed folder).")
+    er.add_argument("qa", metavar="QA.jsonl", help="the question file")
+    er.add_argument("--json", action="store_true", help="print one JSON object")
+    er.add_argument("--k", type=int, default=10, help="distinct pages judged per question (default: 10)")
+    er.add_argument("--rows", action="store_true", help="with --json, add each question's ranked pages")
+
     sub.add_parser("doctor", help="check Ollama, models, search engine and data dir")
     sub.add_parser("config", help="print the effective settings and where each came from")
     return p
@@ -184,6 +196,22 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from copilot.evaluation import format_table, load_questions, run_retrieval_eval
+
+    settings = _settings(args)
+    questions = load_questions(Path(args.qa))
+    result = run_retrieval_eval(questions, settings, k=args.k, per_question=args.json and args.rows)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(format_table(result))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -202,7 +230,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"ask": cmd_ask, "search": cmd_search, "index": cmd_index, "sources": cmd_sources,
-            "doctor": cmd_doctor, "config": cmd_config}
+            "eval": cmd_eval, "doctor": cmd_doctor, "config": cmd_config}
 
 
 def main(argv: list[str] | None = None) -> int:

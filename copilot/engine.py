@@ -98,17 +98,11 @@ LOCAL_MIN_SIMILARITY = 0.25
 
 
 def local_hits(question: str, settings: Settings, k: int) -> list:
-    """Dense hits from the local index; [] when there is no index. Runs in a thread (it may
-    import chromadb and load the embedder on first use)."""
-    from copilot.index.local import LocalIndex
+    """Hybrid (keyword + dense) hits from the local index, `copilot.retrieval.Hit`s; [] when there
+    is no index. Runs in a thread (it may import chromadb and load the embedder on first use)."""
+    from copilot.retrieval import hybrid_search
 
-    index = LocalIndex.open(settings)
-    try:
-        if index.is_empty():
-            return []
-        return [h for h in index.dense_search(question, k) if h.similarity >= LOCAL_MIN_SIMILARITY]
-    finally:
-        index.close()
+    return [h for h in hybrid_search(question, settings, k) if h.similarity >= LOCAL_MIN_SIMILARITY]
 
 
 def _local_text(hit) -> str:
