@@ -64,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                     help="if `copilot index` is running, wait this long for it (default: 0)")
 
-    ev = sub.add_parser("eval", help="measure retrieval on a question set",
+    ev = sub.add_parser("eval", help="measure retrieval or answers on a question set",
                         description="Measure how well the local index finds the pages that answer a set "
-                                    "of questions (keyword-only, dense-only and hybrid in one run).")
+                                    "of questions, or how good the answers are beside plain search.")
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     er = ev_sub.add_parser("retrieval", help="hit@1/5/10, MRR, nDCG@10 and latency per retrieval mode",
                            description="QA.jsonl: one JSON object per line with `question` and `answer_pages` "
@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     er.add_argument("--json", action="store_true", help="print one JSON object")
     er.add_argument("--k", type=int, default=10, help="distinct pages judged per question (default: 10)")
     er.add_argument("--rows", action="store_true", help="with --json, add each question's ranked pages")
+    ea = ev_sub.add_parser("answers", help="ask each question; key facts, citations and latency vs plain search",
+                           description="QA.jsonl as for `eval retrieval`, with `must_contain` phrases. Each "
+                                       "question goes through the real pipeline (local index only unless --web).")
+    ea.add_argument("qa", metavar="QA.jsonl", help="the question file")
+    ea.add_argument("--json", action="store_true", help="print one JSON object")
+    ea.add_argument("--web", action="store_true", help="search the web too")
+    ea.add_argument("--limit", type=int, metavar="N", help="ask only the first N questions")
+    ea.add_argument("--model", help="Ollama model (default: COPILOT_MODEL or an installed one)")
 
     sub.add_parser("doctor", help="check Ollama, models, search engine and data dir")
     sub.add_parser("config", help="print the effective settings and where each came from")
@@ -202,6 +210,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from copilot.evaluation import format_table, load_questions, run_retrieval_eval
 
+    if args.eval_command == "answers":
+        return cmd_eval_answers(args)
     settings = _settings(args)
     questions = load_questions(Path(args.qa))
     result = run_retrieval_eval(questions, settings, k=args.k, per_question=args.json and args.rows)
@@ -209,6 +219,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, ensure_ascii=False))
     else:
         print(format_table(result))
+    return 0
+
+
+def cmd_eval_answers(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from copilot.errors import CopilotError, UsageError
+    from copilot.eval_answers import format_answers, progress_line, run_answers_eval
+    from copilot.evaluation import load_questions
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    settings = _settings(args)
+    questions = load_questions(Path(args.qa))[:args.limit]
+    tty = sys.stderr.isatty()
+
+    def on_progress(i: int, n: int, row: dict) -> None:
+        if tty:
+            print(progress_line(i, n, row), file=sys.stderr, flush=True)
+
+    errors: list[CopilotError] = []
+    result = run_answers_eval(questions, settings, use_web=args.web, on_progress=on_progress, errors=errors)
+    print(json.dumps(result, ensure_ascii=False) if args.json else format_answers(result))
+    if not errors:
+        return 0
+    first = errors[0]
+    if len(errors) == len(questions):
+        same = all(type(e) is type(first) and e.message == first.message for e in errors)
+        print(f"copilot: every question failed: {first.one_line()}", file=sys.stderr)
+        return first.exit_code if same else 1
+    print(f"copilot: {len(errors)} of {len(questions)} questions failed; first: {first.one_line()}",
+          file=sys.stderr)
     return 0
 
 

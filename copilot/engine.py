@@ -280,6 +280,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         yield ev.Done(ev.Answer(
             question=question, text=answer_text, model=model, sources=sources, citations=cites,
             plain_results=results, warnings=warnings, timings=timings, cut_reason=cut_reason,
+            prompt_tokens=stats.prompt_tokens,
         ))
     finally:
         for task in (model_task, local_task):

@@ -88,6 +88,7 @@ class Answer:
     warnings: list[str]
     timings: Timings
     cut_reason: str = ""  # "stream": the connection broke mid-answer; "length": hit the token limit
+    prompt_tokens: int | None = None  # as the model reported them (prompt_eval_count), when it did
 
     @property
     def cut(self) -> bool:
@@ -114,6 +115,7 @@ class Answer:
             ],
             "warnings": list(self.warnings),
             "timings": asdict(self.timings),
+            "prompt_tokens": self.prompt_tokens,
         }
 
 
