@@ -132,12 +132,17 @@ def _source(d: dict) -> ev.Source:
 
 
 def _citation_json(c: ev.Citation) -> dict:
-    return {"n": c.n, "valid": c.valid, "start": c.start, "end": c.end, "raw": c.raw}
+    return {"n": c.n, "valid": c.valid, "start": c.start, "end": c.end, "raw": c.raw,
+            "support": c.support, "supported": c.supported}
 
 
 def _citation(d: dict) -> ev.Citation:
+    support = d.get("support")
+    supported = d.get("supported")
     return ev.Citation(n=int(d["n"]), valid=bool(d.get("valid")), start=int(d.get("start", 0)),
-                       end=int(d.get("end", 0)), raw=str(d.get("raw", "")))
+                       end=int(d.get("end", 0)), raw=str(d.get("raw", "")),
+                       support=float(support) if isinstance(support, int | float) else None,
+                       supported=supported if isinstance(supported, bool) else None)
 
 
 def _result_json(r: ev.SearchResult) -> dict:
@@ -351,6 +356,7 @@ def conversation_markdown(info: ConversationInfo, messages: list[Message]) -> st
             notes.append(f"cut ({m.cut_reason})")
         out += ["_" + _md_escape(" · ".join(notes)) + "_", ""]
         cited = {c.n for c in m.citations if c.valid}
+        weak = {c.n for c in m.citations if c.valid and c.supported is False}
         if m.sources:
             out += ["**Sources**", ""]
             for s in m.sources:
@@ -359,7 +365,7 @@ def conversation_markdown(info: ConversationInfo, messages: list[Message]) -> st
                 item = f"[{label}]({_md_url(where)})" if where.startswith(("http://", "https://")) else label
                 if where and not where.startswith(("http://", "https://")):
                     item += f" — `{clean(where)}`"
-                mark = "cited" if s.n in cited else "not cited"
+                mark = "cited, weak support" if s.n in weak else "cited" if s.n in cited else "not cited"
                 out.append(f"{s.n}. {item} ({mark})")
             out.append("")
         invalid = sorted({c.n for c in m.citations if not c.valid})

@@ -40,8 +40,11 @@ TEXT = "It refuses to nest loops [1]. Await instead [2][9].\n\n```python\nresult
 
 
 def answer(question: str = "why does asyncio.run fail?") -> ev.Answer:
+    cites = check_citations(TEXT, SOURCES)
+    cites[0].support, cites[0].supported = 0.81, True
+    cites[1].support, cites[1].supported = 0.2, False  # [2]: weak support
     return ev.Answer(question=question, text=TEXT, model="qwen2.5-coder:1.5b", sources=list(SOURCES),
-                     citations=check_citations(TEXT, SOURCES), plain_results=list(RESULTS),
+                     citations=cites, plain_results=list(RESULTS),
                      warnings=["the answer cites [9], which is not among the 2 sources"],
                      timings=ev.Timings(search=0.5, fetch=1.25, first_token=2.0, total=6.5))
 
@@ -83,8 +86,7 @@ def test_round_trip_keeps_everything_the_app_shows(history: History) -> None:
     assert m.id == mid and m.conversation_id == cid
     assert m.answer == TEXT and m.model == "qwen2.5-coder:1.5b" and m.status == "done"
     assert m.sources == SOURCES  # passages included: a source can be previewed after a restart
-    assert [(c.n, c.valid, c.start, c.end) for c in m.citations] == \
-        [(c.n, c.valid, c.start, c.end) for c in check_citations(TEXT, SOURCES)]
+    assert m.citations == answer().citations  # support scores included
     assert m.plain_results == RESULTS
     assert m.timings == ev.Timings(0.5, 1.25, 2.0, 6.5)
     assert m.warnings == ["the answer cites [9], which is not among the 2 sources"]
@@ -143,7 +145,7 @@ def test_export_markdown(history: History) -> None:
     assert "## why does asyncio.run fail?" in md and TEXT.strip() in md
     # sources: linked, escaped, cited or not
     assert "1. [Runners — Python docs › asyncio.run()](https://docs.python.org/3/library/asyncio-runner.html) (cited)" in md
-    assert "2. [\\[Evil\\] title\\_with \\*stars\\*](https://stackoverflow.com/q/1) (cited)" in md
+    assert "2. [\\[Evil\\] title\\_with \\*stars\\*](https://stackoverflow.com/q/1) (cited, weak support)" in md
     assert "**Invalid citations:** \\[9\\]" in md
     # plain search in engine order, cited marked, odd URLs encoded
     assert "**Plain search (duckduckgo)**" in md

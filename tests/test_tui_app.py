@@ -492,20 +492,22 @@ async def test_model_picker_lists_chat_models(env, ollama, web) -> None:
         assert app.status_bar.info.model == "qwen2.5-coder:1.5b" and not app.status_bar.info.model_auto
 
 
-async def test_scope_local_does_not_search_the_web(env, ollama, web, site) -> None:
+async def test_scope_toggle_and_local_does_not_search_the_web(env, ollama, web, site) -> None:
     ollama.reply_with("From the model alone.")
     app = new_app()
     async with app.run_test(size=(100, 30)) as pilot:
+        assert app.scope == "both"  # the engine's default: web, and the local index when it has one
+        await pilot.press("ctrl+t")
+        assert app.scope == "web" and app.status_bar.info.scope == "web"
         await pilot.press("ctrl+t")
         assert app.scope == "local" and app.status_bar.info.scope == "local"
         exchange = await ask(app, pilot)
         await answered(app, pilot, exchange)
         assert exchange.state.phase == DONE and web.search_calls == 0
         assert any("no sources" in w for w in exchange.state.warnings)
+        assert "Web search was off" in option_texts(app.comparison.plain)[0]
         await pilot.press("ctrl+t")
         assert app.scope == "both"
-        await pilot.press("ctrl+t")
-        assert app.scope == "web"
 
 
 async def test_typing_while_an_answer_streams(env, ollama, web, site) -> None:

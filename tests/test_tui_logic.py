@@ -12,7 +12,7 @@ from copilot.history import Message
 from copilot.tui import demo
 from copilot.tui.answer_text import (
     best_lines,
-    claims_citing,
+    cited_claims,
     code_blocks,
     finished_blocks_end,
     link_citations,
@@ -80,26 +80,29 @@ def test_finished_blocks_and_code_blocks() -> None:
 
 def test_claims_and_best_passage_lines() -> None:
     cites = check_citations(demo.ANSWER, demo.SOURCES)
-    claims = claims_citing(demo.ANSWER, cites, 1)
+    claims = [claim for claim, _ in cited_claims(demo.ANSWER, cites, 1)]
     assert claims == ["asyncio.run() always starts a new event loop, and it refuses to run while another "
                       "loop is already running in the same thread"]
+    code_claim = cited_claims(demo.ANSWER, cites, 2)[0][0]
+    assert "await the coroutine directly" in code_claim and "```" not in code_claim
     lines = best_lines(demo.SOURCES[0].text, claims)
     assert lines is not None
     hit = demo.SOURCES[0].text.splitlines()[lines[0]:lines[1] + 1]
     assert any("cannot be called when another asyncio event loop is running" in h for h in hit)
     assert best_lines("unrelated words", ["nothing matches zzz"]) is None
-    assert claims_citing(demo.ANSWER, cites, 3) == []
+    assert cited_claims(demo.ANSWER, cites, 4) == []  # given to the model, never cited
 
 
 # --- marks -----------------------------------------------------------------------------------------------
 
 
 def test_plain_marks() -> None:
-    cited = {1, 2}
+    cited = {1, 2, 3}
     marks = plain_marks(demo.RESULTS, demo.SOURCES, cited, finished=True)
-    assert [(m.state, m.numbers) for m in marks] == [(CITED, [2]), (CITED, [1]), (IGNORED, [3]), (UNREAD, [])]
+    assert [(m.state, m.numbers) for m in marks] == \
+        [(CITED, [2]), (CITED, [1]), (CITED, [3]), (IGNORED, [4]), (UNREAD, [])]
     streaming = plain_marks(demo.RESULTS, demo.SOURCES, {1}, finished=False)
-    assert [m.state for m in streaming] == [PENDING, CITED, PENDING, PENDING]
+    assert [m.state for m in streaming] == [PENDING, CITED, PENDING, PENDING, PENDING]
 
 
 def test_url_key_matches_small_differences() -> None:
@@ -124,10 +127,12 @@ async def test_exchange_state_follows_the_events() -> None:
     state = ExchangeState(question=demo.QUESTION)
     changes = [state.apply(e) for e in await _events()]
     assert changes[:5] == ["status", "plain", "status", "sources", "model"]
-    assert changes[-2:] == ["warning", "done"]
+    assert changes[-3:] == ["warning", "warning", "done"]
     assert state.phase == DONE and state.text == demo.ANSWER
-    assert state.search_warnings == [] and len(state.warnings) == 1
-    assert {c.n for c in state.citations if not c.valid} == {4}
+    assert state.search_warnings == [] and len(state.warnings) == 2
+    assert {c.n for c in state.citations if not c.valid} == {7}
+    # the engine's support scores survive the re-check on the shown text
+    assert [(c.n, c.supported) for c in state.citations] == [(1, True), (2, True), (3, False), (7, False)]
     msg = state.to_message()
     assert msg.status == "done" and msg.answer == demo.ANSWER and msg.engine == "duckduckgo"
     again = ExchangeState.from_message(msg)

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from copilot.events import Citation, Source
 
 CITE_SCHEME = "cite:"  # href of a citation link: "cite:3"
-INVALID_MARK = "✗"
+INVALID_MARK = "✗"  # [7✗]: there is no source 7
+WEAK_MARK = "?"  # [3?]: source 3 may not say what the sentence claims (weak support)
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,22 @@ def groups_from_citations(citations: Iterable[Citation]) -> list[MarkerGroup]:
     return [MarkerGroup(s, e, tuple(ns)) for (s, e), ns in sorted(groups.items())]
 
 
-def citation_link(n: int, valid: bool) -> str:
-    label = f"{n}" if valid else f"{n}{INVALID_MARK}"
+def weak_citations(citations: Iterable[Citation]) -> set[tuple[int, int]]:
+    """(marker start, n) of the valid citations scored as not supported."""
+    return {(c.start, c.n) for c in citations if c.valid and c.supported is False}
+
+
+def citation_link(n: int, valid: bool, weak: bool = False) -> str:
+    label = f"{n}{INVALID_MARK}" if not valid else f"{n}{WEAK_MARK}" if weak else f"{n}"
     return f"[\\[{label}\\]]({CITE_SCHEME}{n})"
 
 
 def link_citations(text: str, groups: Sequence[MarkerGroup], known: set[int] | None,
-                   start: int = 0, end: int | None = None) -> str:
+                   start: int = 0, end: int | None = None, weak: set[tuple[int, int]] | None = None) -> str:
     """text[start:end] with every marker group that lies inside it replaced by one Markdown link
     per number (`[1, 3]` → `[[1]](cite:1)[[3]](cite:3)`). A number not in `known` is marked
-    invalid (`[7✗]`); `known=None` means the sources are not known yet (nothing is marked)."""
+    invalid (`[7✗]`); `known=None` means the sources are not known yet (nothing is marked). A
+    (start, n) in `weak` is marked as weakly supported (`[3?]`)."""
     end = len(text) if end is None else end
     out: list[str] = []
     pos = start
@@ -61,7 +68,8 @@ def link_citations(text: str, groups: Sequence[MarkerGroup], known: set[int] | N
         if g.start < start or g.end > end:
             continue
         out.append(text[pos:g.start])
-        out.append("".join(citation_link(n, known is None or n in known) for n in g.numbers))
+        out.append("".join(citation_link(n, known is None or n in known, (g.start, n) in (weak or ()))
+                           for n in g.numbers))
         pos = g.end
     out.append(text[pos:end])
     return "".join(out)
@@ -146,7 +154,7 @@ def code_blocks(text: str) -> list[CodeBlock]:
 
 # --- claims and passages ------------------------------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?:[.!?:](?=\s)|\n)")
+_FENCED = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
 _MD_NOISE = re.compile(r"[*_`#>]+")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.()]*|\d+")
 _STOP_WORDS = (
@@ -157,20 +165,20 @@ _STOP_WORDS = (
 _STOP = frozenset(_STOP_WORDS.split())
 
 
-def claims_citing(text: str, citations: Sequence[Citation], n: int) -> list[str]:
-    """The sentences of the answer that cite source n, in order, without their markers."""
-    out: list[str] = []
-    for c in citations:
-        if c.n != n:
-            continue
-        begin = 0
-        for m in _SENTENCE_END.finditer(text, 0, c.start):
-            begin = m.end()
-        sentence = text[begin:c.start]
-        sentence = _MD_NOISE.sub("", sentence)
-        sentence = " ".join(sentence.split()).strip(" ,;")
-        if sentence and sentence not in out:
-            out.append(sentence)
+def cited_claims(text: str, citations: Sequence[Citation], n: int) -> list[tuple[str, Citation]]:
+    """What the answer cites source n for: each citation of n with its claim on one line (the
+    claim as the support check sees it, `copilot.support.claims_for`, without code blocks or
+    Markdown marks), each claim once."""
+    from copilot.support import claims_for
+
+    mine = [c for c in citations if c.n == n]
+    out: list[tuple[str, Citation]] = []
+    seen: set[str] = set()
+    for c, claim in zip(mine, claims_for(text, mine) if mine else [], strict=True):
+        one = " ".join(_MD_NOISE.sub("", _FENCED.sub(" ", claim)).split()).strip(" ,;:")
+        if one and one not in seen:
+            seen.add(one)
+            out.append((one, c))
     return out
 
 

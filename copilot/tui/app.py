@@ -13,6 +13,7 @@ import asyncio
 import gc
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
@@ -98,7 +99,7 @@ class CopilotApp(App[None]):
         self.services = services or Services()
         self.cursor_blink = cursor_blink
         self.model = settings.model  # "" = copilot picks
-        self.scope = "web" if settings.engines else "local"
+        self.scope = "both" if settings.engines else "local"  # the engine's own default
         self.history: History | None = None
         self.history_error: str | None = None
         self.chat = Chat()  # the conversation on screen
@@ -152,7 +153,7 @@ class CopilotApp(App[None]):
         """Blocking start-up work, in a thread: imports, the history file, the index size."""
         if self.services.warm_up is not None:
             try:
-                self.services.warm_up()
+                self.services.warm_up(self.settings)
             except Exception as e:  # noqa: BLE001 - the first question will then say what is wrong
                 self.call_from_thread(self.log.warning, f"warm-up failed: {e!r}")
         try:
@@ -177,7 +178,7 @@ class CopilotApp(App[None]):
         gc.collect()
         gc.freeze()
         if self.services.check_ollama:
-            self.run_worker(self._check_ollama(), name="check-ollama", exit_on_error=False)
+            self.run_worker(self._check_ollama, name="check-ollama", exit_on_error=False)
 
     async def _prime_markdown(self) -> None:
         """Mount and drop one Markdown widget so the first answer does not pay for its styles."""
@@ -218,7 +219,7 @@ class CopilotApp(App[None]):
 
     def _recheck_ollama(self) -> None:
         if self.current is None and self.status_bar.info.model_state == MODEL_OFFLINE:
-            self.run_worker(self._check_ollama(), name="check-ollama", group="check", exclusive=True,
+            self.run_worker(self._check_ollama, name="check-ollama", group="check", exclusive=True,
                             exit_on_error=False)
 
     def _refresh_index_size(self) -> None:
@@ -251,7 +252,7 @@ class CopilotApp(App[None]):
         self.comparison.show(state)
         self.status_bar.show(activity="Starting…")
         self._panel_timer = self.set_interval(PANEL_REFRESH, self._refresh_streaming)
-        self._ask_worker = self.run_worker(self._answer(exchange), name="ask", group="ask",
+        self._ask_worker = self.run_worker(partial(self._answer, exchange), name="ask", group="ask",
                                            exit_on_error=False)
         return state
 
@@ -348,7 +349,7 @@ class CopilotApp(App[None]):
         if state.answer is not None:
             changes["timings"] = state.answer.timings
         self.status_bar.show(**changes)
-        self.run_worker(self._save(state), name="save", group="save", exit_on_error=False)
+        self.run_worker(partial(self._save, state), name="save", group="save", exit_on_error=False)
         self.run_worker(self._refresh_index_size, thread=True, name="index-size", exit_on_error=False)
 
     def on_unmount(self) -> None:
@@ -428,22 +429,25 @@ class CopilotApp(App[None]):
                 self.notify("No browser could be started; the address is copied instead.", severity="warning")
                 await self.copy_text(url, "the address")
 
-        self.run_worker(go(), name="open-url", exit_on_error=False)
+        self.run_worker(go, name="open-url", exit_on_error=False)
 
     def on_copy_requested(self, event: CopyRequested) -> None:
         if event.code:
             self.copy_code(event.state)
         else:
-            self.run_worker(self.copy_text(answer_for_clipboard(event.state), "the answer"), exit_on_error=False)
+            self.copy_later(answer_for_clipboard(event.state), "the answer")
 
     def on_copy_text_requested(self, event: CopyTextRequested) -> None:
-        self.run_worker(self.copy_text(event.text, event.what), exit_on_error=False)
+        self.copy_later(event.text, event.what)
 
     def on_conversation_deleted(self, event) -> None:
         if event.conversation_id == self.chat.id:
             self.chat = Chat()
 
     # --- copying -------------------------------------------------------------------------------
+
+    def copy_later(self, text: str, what: str) -> None:
+        self.run_worker(partial(self.copy_text, text, what), name="copy", exit_on_error=False)
 
     async def copy_text(self, text: str, what: str) -> None:
         """OSC 52 to the terminal, plus a clipboard program or a file; the user is told which."""
@@ -472,7 +476,7 @@ class CopilotApp(App[None]):
             self.notify("This answer has no code block.", severity="warning")
             return
         if len(blocks) == 1:
-            self.run_worker(self.copy_text(blocks[0].code, "the code block"), exit_on_error=False)
+            self.copy_later(blocks[0].code, "the code block")
             return
         from copilot.tui.screens.choose import ChooseScreen
 
@@ -481,7 +485,7 @@ class CopilotApp(App[None]):
 
         def chosen(index: int | None) -> None:
             if index is not None:
-                self.run_worker(self.copy_text(blocks[index].code, f"code block {index + 1}"), exit_on_error=False)
+                self.copy_later(blocks[index].code, f"code block {index + 1}")
 
         self.push_screen(ChooseScreen("Copy which code block?", items), chosen)
 
@@ -535,7 +539,7 @@ class CopilotApp(App[None]):
             self.status_bar.show(model=name, model_auto=not name, model_state=MODEL_OK if name else "unknown")
             self.notify(f"Model: {name or 'automatic'}", title="Model")
             if not name and self.services.check_ollama:
-                self.run_worker(self._check_ollama(), exit_on_error=False)
+                self.run_worker(self._check_ollama, exit_on_error=False)
 
         current = self.model or self.status_bar.info.model
         self.push_screen(ModelScreen(self.services.list_models, self.settings, current), picked)
@@ -548,7 +552,7 @@ class CopilotApp(App[None]):
 
         def chosen(conversation_id: int | None) -> None:
             if conversation_id is not None:
-                self.run_worker(self.resume(conversation_id), exit_on_error=False)
+                self.run_worker(partial(self.resume, conversation_id), exit_on_error=False)
 
         export_dir = self.settings.data_path / "exports"
         self.push_screen(HistoryScreen(self.history, export_dir, self.chat.id), chosen)
@@ -593,7 +597,7 @@ class CopilotApp(App[None]):
         if state is None or not state.text:
             self.notify("Nothing to copy yet.", severity="warning")
             return
-        self.run_worker(self.copy_text(answer_for_clipboard(state), "the answer"), exit_on_error=False)
+        self.copy_later(answer_for_clipboard(state), "the answer")
 
     def action_copy_code(self) -> None:
         self.copy_code(self.selected_state())

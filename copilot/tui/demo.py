@@ -33,6 +33,8 @@ RESULTS = [
     ev.SearchResult(4, "Understanding event loops [a blog]", "https://blog.example.org/event-loops",
                     "An event loop runs tasks one at a time and switches between them when they wait.",
                     "duckduckgo"),
+    ev.SearchResult(5, "Python Asyncio: The Complete Guide", "https://superfastpython.example/asyncio-guide",
+                    "Asyncio is a library to write concurrent code using the async/await syntax.", "duckduckgo"),
 ]
 
 SOURCES = [
@@ -50,6 +52,10 @@ SOURCES = [
               "By design asyncio does not allow its event loop to be nested. This module patches "
               "asyncio to allow nested use of asyncio.run and loop.run_until_complete.",
               site="pypi.org"),
+    ev.Source(4, "Understanding event loops [a blog]", RESULTS[3].url, "web",
+              "An event loop runs tasks one at a time and switches between them when they wait for I/O.\n"
+              "Each thread can run at most one event loop at any moment.",
+              site="blog.example.org"),
 ]
 
 ANSWER = (
@@ -57,8 +63,8 @@ ANSWER = (
     "is already running in the same thread [1]. Jupyter runs its own loop, so the call fails; "
     "inside a notebook, await the coroutine directly instead [2]:\n\n"
     "```python\nresult = await main()\n```\n\n"
-    "Patching the loop with a third-party module is possible, but it changes asyncio for the whole "
-    "process [4].\n"
+    "The nest_asyncio module ships with Python since version 3.7 [3]. Patching the loop that way "
+    "changes asyncio for the whole process [7].\n"
 )
 
 TIMINGS = ev.Timings(search=0.42, fetch=1.18, first_token=2.31, total=6.05)
@@ -78,16 +84,22 @@ def tokens(text: str) -> list[str]:
 async def demo_ask(question: str, settings, options, *, token_delay: float = 0.0) -> AsyncIterator[ev.Event]:
     yield ev.Status("Searching the web…")
     yield ev.PlainResults(list(RESULTS), "duckduckgo")
-    yield ev.Status("Reading 4 pages…")
+    yield ev.Status("Reading 5 pages…")
     yield ev.SourcesReady(list(SOURCES))
     yield ev.ModelChosen(MODEL)
     for t in tokens(ANSWER):
         if token_delay:
             await asyncio.sleep(token_delay)
         yield ev.Token(t)
-    citations = check_citations(ANSWER, SOURCES)
-    warnings = ["the answer cites [4], which is not among the 3 sources"]
-    yield ev.Warning(warnings[0])
+    from copilot import support
+
+    citations = support.score_support(ANSWER, check_citations(ANSWER, SOURCES), SOURCES)
+    warnings = ["the answer cites [7], which is not among the 4 sources"]
+    weak = support.weak_warning(ANSWER, citations)
+    if weak:
+        warnings.append(weak)
+    for w in warnings:
+        yield ev.Warning(w)
     yield ev.Done(ev.Answer(question=question, text=ANSWER, model=MODEL, sources=list(SOURCES),
                             citations=citations, plain_results=list(RESULTS), warnings=warnings,
                             timings=TIMINGS))

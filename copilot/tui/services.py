@@ -84,14 +84,16 @@ def open_in_browser(url: str) -> bool:
         return False
 
 
-def warm_up() -> None:
+def warm_up(settings: Settings) -> None:
     """Import what the first question needs (run in a thread after the first frame), so the first
-    question costs no more than the ones after it."""
+    question costs no more than the ones after it. With a local index, Chroma too."""
     import copilot.citations  # noqa: F401
     import copilot.engine  # noqa: F401
     import copilot.llm  # noqa: F401
     import copilot.passages  # noqa: F401
     import copilot.prompting  # noqa: F401
+    import copilot.retrieval  # noqa: F401 - numpy; the engine asks the local index at every question
+    import copilot.support  # noqa: F401
     import copilot.web.extract  # noqa: F401
     import copilot.web.fetch  # noqa: F401
     import copilot.web.search  # noqa: F401
@@ -110,6 +112,11 @@ def warm_up() -> None:
     from textual.highlight import highlight
 
     highlight("x = 1\n", language="python")
+    if index_size(settings):
+        with contextlib.suppress(ImportError):
+            import chromadb  # noqa: F401
+
+            import copilot.index.local  # noqa: F401
 
 
 @dataclass
@@ -119,5 +126,5 @@ class Services:
     index_size: Callable[[Settings], int | None] = index_size
     open_history: Callable[[Settings], History] = open_history
     open_url: Callable[[str], bool] = open_in_browser
-    warm_up: Callable[[], None] | None = warm_up
+    warm_up: Callable[[Settings], None] | None = warm_up
     check_ollama: bool = True  # ask Ollama for its models after the first frame

@@ -47,7 +47,7 @@ class ExchangeState:
     _parts: list[str] = field(default_factory=list, repr=False)
     _raw: str = field(default="", repr=False)
     _clean: tuple[int, str, bool] = field(default=(0, "", True), repr=False)
-    _cites: tuple[int, int, list[ev.Citation]] = field(default=(-1, -1, []), repr=False)
+    _cites: tuple[tuple, list[ev.Citation]] = field(default=((), []), repr=False)
 
     # --- text ---------------------------------------------------------------------------------
 
@@ -78,12 +78,15 @@ class ExchangeState:
     def citations(self) -> list[ev.Citation]:
         """Citations of the shown text, checked against the sources (re-parsed when it grew)."""
         text = self.text
-        n_sources = -1 if self.sources is None else len(self.sources)
-        if self._cites[0] != len(text) or self._cites[1] != n_sources:
+        key = (len(text), -1 if self.sources is None else len(self.sources), self.answer is not None)
+        if self._cites[0] != key:
             from copilot.citations import check_citations  # not before the first frame
 
-            self._cites = (len(text), n_sources, check_citations(text, self.sources or []))
-        return self._cites[2]
+            cites = check_citations(text, self.sources or [])
+            if self.answer is not None:
+                cites = _with_support(cites, self.answer.citations)
+            self._cites = (key, cites)
+        return self._cites[1]
 
     @property
     def in_flight(self) -> bool:
@@ -167,6 +170,16 @@ class ExchangeState:
         if phase == DONE:
             s.answer = m.to_answer()
         return s
+
+
+def _with_support(shown: list[ev.Citation], scored: list[ev.Citation]) -> list[ev.Citation]:
+    """The engine scored its citations on the raw text; the shown text may differ by removed
+    escapes, so carry the scores over by position (the same markers in the same order)."""
+    if [c.n for c in shown] != [c.n for c in scored]:
+        return shown
+    from dataclasses import replace
+
+    return [replace(c, support=s.support, supported=s.supported) for c, s in zip(shown, scored, strict=True)]
 
 
 # --- search engine health --------------------------------------------------------------------

@@ -36,6 +36,7 @@ MARKS = [
     ("✓ cited [n]", "the answer cites this result, as source n"),
     ("○ given, not cited", "the model had it, and did not use it"),
     ("· not read", "the search ranked it, but it was not among the sources"),
+    ("[n?]", "cited, but the source may not say what the sentence claims (weak support)"),
     ("[n✗]", "the answer cites a source that does not exist"),
 ]
 

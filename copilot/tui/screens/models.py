@@ -40,7 +40,7 @@ class ModelScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#models-list", OptionList).focus()
-        self.run_worker(self._load(), exclusive=True)
+        self.run_worker(self._load, exclusive=True)
 
     async def _load(self) -> None:
         olist = self.query_one("#models-list", OptionList)

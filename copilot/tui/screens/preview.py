@@ -11,7 +11,7 @@ from textual.widgets import Footer, Static
 
 from copilot import events as ev
 from copilot.safetext import clean
-from copilot.tui.answer_text import best_lines, claims_citing
+from copilot.tui.answer_text import best_lines, cited_claims
 from copilot.tui.marks import kind_label, url_key, where
 from copilot.tui.state import ExchangeState
 from copilot.tui.widgets.comparison import CopyTextRequested, OpenUrlRequested
@@ -24,6 +24,16 @@ def split_passage(text: str, highlight: tuple[int, int] | None) -> tuple[str, st
         return "\n".join(lines), "", ""
     first, last = highlight
     return "\n".join(lines[:first]), "\n".join(lines[first:last + 1]), "\n".join(lines[last + 1:])
+
+
+def claim_line(claim: str, c) -> Content:
+    quoted = claim if len(claim) <= 220 else claim[:219].rstrip() + "…"
+    line = Content.assemble(("“", "$text-muted"), (quoted, "italic"), ("”", "$text-muted"))
+    if c.supported is False:
+        line += Content.styled(f"  weak support ({c.support:.2f}): the passage may not say this", "$text-warning")
+    elif c.supported:
+        line += Content.styled(f"  supported ({c.support:.2f})", "$text-success")
+    return line
 
 
 class PreviewScreen(ModalScreen[None]):
@@ -42,7 +52,7 @@ class PreviewScreen(ModalScreen[None]):
             self.source = next((s for s in state.sources or () if key in
                                 {url_key(s.url), url_key(s.canonical_url or "")}), None)
         self.highlight: tuple[int, int] | None = None
-        self.claims: list[str] = []
+        self.claims: list[str] = []  # what the answer cites the source for
 
     @property
     def url(self) -> str:
@@ -71,13 +81,12 @@ class PreviewScreen(ModalScreen[None]):
             if self.url:
                 yield Static(Content.styled(clean(self.url), "$text-muted"), classes="preview-url")
             if s is not None:
-                self.claims = claims_citing(self.state.text, self.state.citations, s.n)
-                if self.claims:
-                    cited = Content("\n").join(
-                        Content.assemble(("“", "$text-muted"), (c, "italic"), ("”", "$text-muted"))
-                        for c in self.claims[:3])
-                    yield Static(Content.styled("The answer cites it for:", "bold") + Content("\n") + cited,
-                                 classes="preview-claims")
+                found = cited_claims(self.state.text, self.state.citations, s.n)
+                self.claims = [claim for claim, _ in found]
+                if found:
+                    lines = [Content.styled("The answer cites it for:", "bold")]
+                    lines += [claim_line(claim, c) for claim, c in found[:4]]
+                    yield Static(Content("\n").join(lines), classes="preview-claims")
                 else:
                     yield Static(Content.styled("The answer does not cite this source.", "$text-warning"),
                                  classes="preview-claims")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from textual.containers import Vertical
 from textual.message import Message
 
-from copilot.tui.answer_text import groups_from_citations, link_citations, marker_groups
+from copilot.tui.answer_text import groups_from_citations, link_citations, marker_groups, weak_citations
 
 if TYPE_CHECKING:
     from textual.widgets import Markdown
@@ -126,7 +126,8 @@ class AnswerView(Vertical):
         text = state.text
         known = None if state.sources is None else {s.n for s in state.sources}
         if not state.in_flight:
-            return link_citations(text, groups_from_citations(state.citations), known)
+            cites = state.citations
+            return link_citations(text, groups_from_citations(cites), known, weak=weak_citations(cites))
         from copilot.citations import settled_end
 
         end = settled_end(text, state.sources)

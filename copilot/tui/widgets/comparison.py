@@ -133,6 +133,13 @@ class SourceList(_ItemList):
 
 
 class PlainList(_ItemList):
+    def current_local(self) -> ev.Source | None:
+        opt = self.highlighted_option
+        if opt is None or self.state is None or not (opt.id or "").startswith("loc-"):
+            return None
+        n = int(opt.id.split("-")[1])
+        return next((s for s in self.state.sources or () if s.n == n), None)
+
     def current_result(self) -> ev.SearchResult | None:
         opt = self.highlighted_option
         if opt is None or self.state is None or not (opt.id or "").startswith("res-"):
@@ -142,21 +149,36 @@ class PlainList(_ItemList):
 
     def current_url(self) -> str:
         r = self.current_result()
-        return r.url if r else ""
+        if r is not None:
+            return r.url
+        local = self.current_local()
+        return local.url if local is not None else ""
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
+        if self.state is None:
+            return
         r = self.current_result()
-        if r is not None and self.state is not None:
+        if r is not None:
             self.post_message(PreviewRequested(self.state, result=r))
+        elif (local := self.current_local()) is not None:
+            self.post_message(PreviewRequested(self.state, source=local))
 
 
-def source_option(s: ev.Source, count: int, phase: str) -> Option:
+def source_option(s: ev.Source, count: int, phase: str, weak: int = 0) -> Option:
+    """`count`: how often the answer cites it; `weak`: how many of those scored as weakly
+    supported (the source may not say what the sentence claims)."""
     cited = count > 0
     number = Content.styled(f"[{s.n}] ", "bold $text-success" if cited else "bold $text-muted")
     title = Content.styled(_one_line(s.label, 200), "bold" if cited else "")
-    if cited:
-        state = Content.styled(f"✓ cited{f' ×{count}' if count > 1 else ''}", "$text-success")
+    times = f" ×{count}" if count > 1 else ""
+    if cited and weak >= count:
+        number = Content.styled(f"[{s.n}] ", "bold $text-warning")
+        state = Content.styled(f"? cited{times}, weak support", "$text-warning")
+    elif cited and weak:
+        state = Content.assemble((f"✓ cited{times}", "$text-success"), (f" ({weak} weak)", "$text-warning"))
+    elif cited:
+        state = Content.styled(f"✓ cited{times}", "$text-success")
     elif phase == DONE:
         state = Content.styled("not cited", "$text-warning")
     elif phase == ASKING:
@@ -174,11 +196,13 @@ def invalid_option(n: int, n_sources: int) -> Option:
     return Option(text, id=f"bad-{n}")
 
 
-def plain_option(i: int, mark, in_flight: bool) -> Option:
+def plain_option(i: int, mark, in_flight: bool, weak: frozenset[int] = frozenset()) -> Option:
     r = mark.result
     if mark.state == CITED:
         glyph, style = "✓", "$text-success"
-        words = "cited " + " ".join(f"[{n}]" for n in mark.numbers)
+        words = "cited " + " ".join(f"[{n}{'?' if n in weak else ''}]" for n in mark.numbers)
+        if any(n in weak for n in mark.numbers):
+            words += ", weak support"
     elif mark.state == IGNORED:
         glyph, style = "○", "$text-warning"
         words = "given as " + " ".join(f"[{n}]" for n in mark.numbers) + ", not cited"
@@ -198,6 +222,19 @@ def plain_option(i: int, mark, in_flight: bool) -> Option:
     if r.snippet:
         lines.append(Content.styled(_one_line(r.snippet, GLIMPSE_CHARS), "italic $text-muted"))
     return Option(Content("\n").join(lines), id=f"res-{i}")
+
+
+def local_option(s: ev.Source, cited: bool, phase: str) -> Option:
+    """A hit of the local index (it became source n)."""
+    if cited:
+        glyph, style, words = "✓", "$text-success", f"cited [{s.n}]"
+    elif phase == DONE:
+        glyph, style, words = "○", "$text-warning", f"given as [{s.n}], not cited"
+    else:
+        glyph, style, words = "…" if phase == ASKING else "·", "$text-muted", f"read as [{s.n}]"
+    head = Content.assemble((f"{glyph} ", f"bold {style}"), (_one_line(s.label, 200), "bold" if cited else ""))
+    meta = Content.assemble((words, style), (f" · {_one_line(where(s), 70)} · {kind_label(s.kind)}", "$text-muted"))
+    return Option(Content("\n").join([head, meta]), id=f"loc-{s.n}")
 
 
 def _placeholder(text: str) -> Option:
@@ -237,7 +274,8 @@ class ComparisonPanel(Vertical):
         cites = s.citations if s.sources is not None else []
         marks: tuple = (frozenset((c.n, c.valid) for c in cites),)
         if not s.in_flight:
-            marks = tuple(sorted(citation_counts(cites).items()))
+            marks = (tuple(sorted(citation_counts(cites).items())),
+                     tuple((c.n, c.valid, c.supported) for c in cites))
         return (id(s), s.phase, s.searched, len(s.plain), None if s.sources is None else len(s.sources), marks)
 
     def redraw(self, force: bool = False) -> None:
@@ -272,19 +310,24 @@ class ComparisonPanel(Vertical):
                 waiting if s.in_flight else "No sources: the answer did not get that far.")])
             return
         counts = citation_counts(c for c in s.citations if c.valid)
+        weak = citation_counts(c for c in s.citations if c.valid and c.supported is False)
         invalid = invalid_numbers(s.citations)
         cited = sum(1 for src in s.sources if counts.get(src.n))
         summary = f"  {len(s.sources)} · {cited} cited"
+        if weak:
+            summary += f" · {len(weak)} weak"
         if invalid:
             summary += f" · {len(invalid)} invalid"
         self.sources_title.update(title + Content.styled(summary, "$text-muted"))
-        options = [source_option(src, counts.get(src.n, 0), s.phase) for src in s.sources]
+        options = [source_option(src, counts.get(src.n, 0), s.phase, weak.get(src.n, 0)) for src in s.sources]
         options += [invalid_option(n, len(s.sources)) for n in invalid]
         if not options:
             options = [_placeholder("No sources: this answer comes from the model alone, without citations.")]
         self._keep_highlight(self.sources, options)
 
     def _draw_plain(self) -> None:
+        """The engine's results in its order; then the local index's hits (the engine hands the
+        local hits it found to the model as sources, so those are what a local search gave)."""
         s = self.state
         title = Content.styled("Plain search", "bold")
         if s is None:
@@ -292,24 +335,32 @@ class ComparisonPanel(Vertical):
             self._keep_highlight(self.plain, [_placeholder(
                 "What a plain web search returns for your question, in the engine's order.")])
             return
-        if not s.searched:
-            if s.in_flight and s.scope != "local":
-                note, text = "  searching…", "Searching…"
-            else:
-                note, text = "  —", ("Web search was off for this question." if s.scope == "local"
-                                     else "No search was made.")
-            self.plain_title.update(title + Content.styled(note, "$text-muted"))
-            self._keep_highlight(self.plain, [_placeholder(text)])
-            return
         cited = {c.n for c in s.citations if c.valid}
-        marks = plain_marks(s.plain, s.sources, cited, finished=s.phase == DONE)
-        n_cited = sum(1 for m in marks if m.state == CITED)
-        engine = ENGINE_LABELS.get(s.engine, s.engine) or "no engine"
-        self.plain_title.update(title + Content.styled(
-            f"  {engine} · {len(marks)} results · {n_cited} cited", "$text-muted"))
-        options = [plain_option(i, m, s.in_flight) for i, m in enumerate(marks)]
-        if not options:
-            options = [_placeholder("The search returned nothing.")]
+        local = [src for src in s.sources or () if src.kind.startswith("local")]
+        options: list[Option] = []
+        if s.searched:
+            marks = plain_marks(s.plain, s.sources, cited, finished=s.phase == DONE)
+            n_cited = sum(1 for m in marks if m.state == CITED)
+            engine = ENGINE_LABELS.get(s.engine, s.engine) or "no engine"
+            note = f"  {engine} · {len(marks)} results · {n_cited} cited"
+            weak = frozenset(c.n for c in s.citations if c.valid and c.supported is False)
+            options = [plain_option(i, m, s.in_flight, weak) for i, m in enumerate(marks)]
+            if not options:
+                options = [_placeholder("The web search returned nothing.")]
+        elif s.in_flight and s.scope != "local":
+            note = "  searching…"
+            options = [_placeholder("Searching…")]
+        else:
+            note = "  —"
+            if not local:
+                options = [_placeholder("Web search was off for this question." if s.scope == "local"
+                                        else "No search was made.")]
+        if local:
+            note += f" · {len(local)} local"
+            options.append(Option(Content.styled("Local index", "bold $text-accent"), id="local-head",
+                                  disabled=True))
+            options += [local_option(src, src.n in cited, s.phase) for src in local]
+        self.plain_title.update(title + Content.styled(note, "$text-muted"))
         self._keep_highlight(self.plain, options)
 
     def focus_source(self, n: int) -> bool:

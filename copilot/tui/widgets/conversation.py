@@ -159,11 +159,14 @@ class Exchange(Vertical):
         parts: list[Content] = []
         counts = citation_counts(s.citations)
         valid = {c.n for c in s.citations if c.valid}
+        backed = {c.n for c in s.citations if c.valid and c.supported is not False}
         for n in sorted(counts):
-            if n in valid:
-                parts.append(_clickable(f"[{n}]", "bold $text-accent", f"cite({n})"))
-            else:
+            if n not in valid:
                 parts.append(_clickable(f"[{n}✗]", "bold $text-error strike", f"cite({n})"))
+            elif n not in backed:  # every use of it scored weak
+                parts.append(_clickable(f"[{n}?]", "bold $text-warning", f"cite({n})"))
+            else:
+                parts.append(_clickable(f"[{n}]", "bold $text-accent", f"cite({n})"))
             parts.append(Content(" "))
         if s.answer is not None or not s.in_flight:
             meta = [m for m in (s.model, format_timings(s.answer.timings) if s.answer else "") if m]
