@@ -58,7 +58,7 @@ import lxml.html
 from lxml import etree
 
 from copilot.document import Document
-from copilot.web.extract import decode_body, extract_html, extract_text
+from copilot.web.extract import decode_body, extract_html, extract_text, host_of
 
 __all__ = [
     "DEFAULT_MAX_BYTES", "Candidate", "LoadedDocument", "SkipFile", "Skipped", "is_supported", "load",
@@ -426,15 +426,6 @@ def _looks_binary(data: bytes) -> bool:
     return controls > len(head) // 20
 
 
-def _host(url: str | None) -> str:
-    if not url:
-        return ""
-    try:
-        return (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return ""
-
-
 def _http(url: str | None) -> str | None:
     url = (url or "").strip()
     try:
@@ -448,7 +439,7 @@ def _finish(doc: Document, path: Path, key: str = "") -> LoadedDocument:
     values = {f.name: getattr(doc, f.name) for f in fields(Document)}
     out = LoadedDocument(**values, doc_key=key)
     out.url = None
-    out.site = _host(out.canonical_url)
+    out.site = host_of(out.canonical_url)
     if not out.title:
         name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
         out.title = os.path.splitext(name)[0]

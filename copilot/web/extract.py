@@ -314,7 +314,8 @@ def _http_url(href: str | None, base: str | None) -> str | None:
     return href if parts.scheme in ("http", "https") and parts.hostname else None
 
 
-def _host(url: str | None) -> str:
+def host_of(url: str | None) -> str:
+    """The lower-case host name of a URL; "" when there is none."""
     if not url:
         return ""
     try:
@@ -868,7 +869,7 @@ def _extract_so(root, url: str | None, meta: _Meta) -> Document | None:
     if not questions:
         return None
     question = questions[0]
-    if not _is_so_host(_host(meta.canonical) or _host(url)) and _post_body(question) is None:
+    if not _is_so_host(host_of(meta.canonical) or host_of(url)) and _post_body(question) is None:
         return None  # an element called "question" on some other site
     answers = [a for a in root.xpath(_ANSWER_XPATH) if "deleted-answer" not in _classes(a)]
     chosen = set(answers)
@@ -901,7 +902,7 @@ def _extract_so(root, url: str | None, meta: _Meta) -> Document | None:
                                 score=score, accepted=accepted, role="answer"))
     canonical = meta.canonical
     return Document(title=title, kind="so", sections=sections, url=url, canonical_url=canonical,
-                    date=when or meta.date, site=_host(canonical or url))
+                    date=when or meta.date, site=host_of(canonical or url))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -976,7 +977,7 @@ def _extract_docs(root, url: str | None, meta: _Meta) -> Document | None:
         return None
     canonical = meta.canonical
     return Document(title=title, kind="docs", sections=sections, url=url, canonical_url=canonical,
-                    date=meta.date, site=_host(canonical or url))
+                    date=meta.date, site=host_of(canonical or url))
 
 
 def _docs_title(html_title: str) -> str:
@@ -1084,7 +1085,7 @@ def _extract_generic(root, url: str | None, meta: _Meta) -> Document:
     sections = [s for s in sections if s.text or len(s.heading_path) > 1]
     canonical = meta.canonical
     return Document(title=title, kind="article", sections=sections, url=url,
-                    canonical_url=canonical, date=when, site=_host(canonical or url))
+                    canonical_url=canonical, date=when, site=host_of(canonical or url))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1102,10 +1103,10 @@ def extract_html(html: str | bytes, url: str | None = None) -> Document:
     text = decode_body(html, None) if isinstance(html, bytes | bytearray) else (html or "")
     root = _parse(text)
     if root is None:
-        return Document(title="", kind="article", url=url, site=_host(url))
+        return Document(title="", kind="article", url=url, site=host_of(url))
     meta = _read_meta(root, url)
     body = root.find("body")
-    host = _host(meta.canonical) or _host(url)
+    host = host_of(meta.canonical) or host_of(url)
     is_so = _is_so_host(host) or root.xpath(f"boolean({_QUESTION_XPATH})")
     looks_like_docs = not is_so and _looks_like_docs(root)  # before scripts go: one is a sign
     etree.strip_elements(root, "script", "style", "noscript", "template", with_tail=False)
@@ -1171,5 +1172,5 @@ def extract_text(text: str, url: str | None = None, title: str | None = None) ->
         title = first_line[:120]
     title = _collapse(_clean(title))
     sections = _assemble(items, title)
-    doc = Document(title=title, kind="text", sections=sections, url=url, site=_host(url))
+    doc = Document(title=title, kind="text", sections=sections, url=url, site=host_of(url))
     return _sanitize(doc)
