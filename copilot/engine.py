@@ -127,10 +127,11 @@ def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.S
         cost = estimate_tokens(text)
         if out and used + cost > budget_tokens:
             continue
+        title = hit.title or hit.source_path.rsplit("/", 1)[-1]
+        heading = " › ".join(_short(h) for h in hit.heading.split(" › ") if h and h not in title)
         out.append(ev.Source(
-            n=0, title=clean(hit.title or hit.source_path.rsplit("/", 1)[-1]), url=hit.url or "",
-            kind=_source_kind(hit.kind, "local"), text=text, path=hit.source_path,
-            site=hit.site, heading=clean(hit.heading)))
+            n=0, title=clean(title), url=hit.url or "", kind=_source_kind(hit.kind, "local"), text=text,
+            path=hit.source_path, site=hit.site, heading=clean(heading)))
         used += cost
     return out, used
 
