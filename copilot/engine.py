@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -97,12 +98,32 @@ def number_sources(picked) -> list[ev.Source]:
 LOCAL_MIN_SIMILARITY = 0.25
 
 
+# One open local index per (data dir, store, embedder) for the life of the process: opening one
+# costs ~300 ms (Chroma client, HNSW load, embedder session) and a TUI that reopened it for every
+# question grew by ~100 MB a question at 100k chunks. LocalIndex itself reopens Chroma when a
+# writer has finished since. Searches are serialised: they share one SQLite connection.
+_OPEN_INDEXES: dict[tuple, object] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def _shared_index(settings: Settings):
+    from copilot.index.local import LocalIndex
+
+    key = (str(settings.data_path), settings.chroma_url, settings.embed_model, settings.embed_model_dir)
+    index = _OPEN_INDEXES.get(key)
+    if index is None:
+        index = _OPEN_INDEXES[key] = LocalIndex.open(settings)
+    return index
+
+
 def local_hits(question: str, settings: Settings, k: int) -> list:
     """Hybrid (keyword + dense) hits from the local index, `copilot.retrieval.Hit`s; [] when there
     is no index. Runs in a thread (it may import chromadb and load the embedder on first use)."""
     from copilot.retrieval import hybrid_search
 
-    return [h for h in hybrid_search(question, settings, k) if h.similarity >= LOCAL_MIN_SIMILARITY]
+    with _INDEX_LOCK:
+        hits = hybrid_search(question, settings, k, index=_shared_index(settings))
+    return [h for h in hits if h.similarity >= LOCAL_MIN_SIMILARITY]
 
 
 def _local_text(hit) -> str:
