@@ -30,9 +30,28 @@ sys.path.insert(0, str(ROOT))
 FAKE_ROOT = "/synthetic/corpus"
 DIM = 384
 
-WORDS = ["the", "a", "an", "of", "to", "in", "for", "on", "with", "by", "from", "when", "while", "if", "then", "else", "returns", "raises", "value", "values", "list", "dict", "set", "tuple", "string", "bytes", "file", "path", "loop", "event", "task", "thread", "process", "call", "function", "method", "class", "object", "instance", "module", "package", "import", "export", "error", "exception", "message", "type", "types", "argument", "arguments", "keyword", "default", "option", "options", "config", "setting", "settings", "cache", "memory", "size", "length", "index", "key", "keys", "item", "items", "iterator", "generator", "coroutine", "await", "async", "context", "manager", "decorator", "property", "attribute", "name", "names", "test", "tests", "result", "results", "query", "database", "connection", "cursor", "row", "rows", "column", "table", "server", "client", "request", "response", "header", "body", "json", "parse", "format", "encode", "decode", "unicode", "utf", "locale", "time", "date", "timezone", "timestamp", "number", "integer", "float", "decimal", "round", "sort", "sorted", "order", "reverse", "filter", "map", "reduce", "sum", "count", "first", "last", "empty", "none", "true", "false", "copy", "deep", "shallow", "mutable", "immutable", "hash", "equal", "compare", "lock", "queue", "worker", "pool", "timeout", "retry", "signal", "subprocess", "shell", "command", "output", "input", "stream", "buffer", "read", "write", "close", "open", "flush"]
+WORDS = """the a an of to in for on with by from when while if then else returns raises value values list
+dict set tuple string bytes file path loop event task thread process call function method class object
+instance module package import export error exception message type types argument arguments keyword
+default option options config setting settings cache memory size length index key keys item items
+iterator generator coroutine await async context manager decorator property attribute name names
+test tests result results query database connection cursor row rows column table server client request
+response header body json parse format encode decode unicode utf locale time date timezone timestamp
+number integer float decimal round sort sorted order reverse filter map reduce sum count first last
+empty none true false copy deep shallow mutable immutable hash equal compare lock queue worker pool
+timeout retry signal subprocess shell command output input stream buffer read write close open flush
+""".split()  # noqa: SIM905 - a word list reads best as text
 
-IDENTIFIERS = ["asyncio.run", "asyncio.gather", "asyncio.create_task", "asyncio.wait_for", "functools.lru_cache", "functools.partial", "functools.wraps", "itertools.chain", "itertools.groupby", "collections.defaultdict", "collections.Counter", "collections.OrderedDict", "os.path.join", "os.environ", "pathlib.Path", "subprocess.run", "subprocess.Popen", "json.loads", "json.dumps", "re.compile", "re.sub", "datetime.datetime", "datetime.timedelta", "typing.Optional", "dataclasses.dataclass", "contextlib.contextmanager", "threading.Lock", "logging.getLogger", "sqlite3.connect", "__init__", "__repr__", "__eq__", "__hash__", "__enter__", "__exit__", "self.items", "dict.get", "list.append", "str.join", "str.split", "str.format", "sys.argv", "sys.path", "KeyError", "ValueError", "TypeError", "RuntimeError", "AttributeError", "IndexError", "StopIteration", "UnicodeDecodeError", "FileNotFoundError", "TimeoutError", "numpy.array", "pandas.DataFrame", "requests.get", "open()", "print()", "len()", "range()", "enumerate()", "zip()", "sorted()", "isinstance()", "getattr()", "super().__init__", "yield", "await", "lambda", "nonlocal"]
+IDENTIFIERS = """asyncio.run asyncio.gather asyncio.create_task asyncio.wait_for functools.lru_cache
+functools.partial functools.wraps itertools.chain itertools.groupby collections.defaultdict
+collections.Counter collections.OrderedDict os.path.join os.environ pathlib.Path subprocess.run
+subprocess.Popen json.loads json.dumps re.compile re.sub datetime.datetime datetime.timedelta
+typing.Optional dataclasses.dataclass contextlib.contextmanager threading.Lock logging.getLogger
+sqlite3.connect __init__ __repr__ __eq__ __hash__ __enter__ __exit__ self.items dict.get list.append
+str.join str.split str.format sys.argv sys.path KeyError ValueError TypeError RuntimeError
+AttributeError IndexError StopIteration UnicodeDecodeError FileNotFoundError TimeoutError
+numpy.array pandas.DataFrame requests.get open() print() len() range() enumerate() zip() sorted()
+isinstance() getattr() super().__init__ yield await lambda nonlocal""".split()
 
 SITES = ["stackoverflow.com", "docs.python.org", "realpython.com", ""]
 KINDS = ["so", "docs", "article", "text"]
