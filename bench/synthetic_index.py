@@ -51,7 +51,7 @@ sqlite3.connect __init__ __repr__ __eq__ __hash__ __enter__ __exit__ self.items 
 str.join str.split str.format sys.argv sys.path KeyError ValueError TypeError RuntimeError
 AttributeError IndexError StopIteration UnicodeDecodeError FileNotFoundError TimeoutError
 numpy.array pandas.DataFrame requests.get open() print() len() range() enumerate() zip() sorted()
-isinstance() getattr() super().__init__ yield await lambda nonlocal""".split()
+isinstance() getattr() super().__init__ yield await lambda nonlocal""".split()  # noqa: SIM905
 
 SITES = ["stackoverflow.com", "docs.python.org", "realpython.com", ""]
 KINDS = ["so", "docs", "article", "text"]
