@@ -112,7 +112,7 @@ class Settings:
     max_results: int = 8  # plain results asked of the engine
     max_pages: int = 5  # pages read per question
     max_sources: int = 4  # numbered sources given to the model
-    context_tokens: int = 700  # budget for the source block, estimated tokens (prefill costs ~11 ms each)
+    context_tokens: int = 600  # budget for the source block, estimated tokens (prefill costs ~11 ms each)
     search_timeout: float = 8.0  # the whole search, all engines and retries together
     search_backoff: float = 1.0  # pause before retrying an engine that rate-limited or failed
     page_timeout: float = 5.0

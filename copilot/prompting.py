@@ -19,6 +19,12 @@ appended to every source paragraph 4/6, and asking first for ONE answering sente
 with its source number, then [n] after every sentence taken from a source, 5/6. The last is the
 instruction below: a single concrete first step is what a small model follows. It also appends
 "Sources:" lists and echoes header lines, which `citations` ignores.
+
+Then with `copilot eval answers` on the first 12 dev questions (local index of Python's docs):
+adding "use the exact names of functions, options and values the sources give" and a 600-token
+source budget (was 700) raised answers with a valid citation from 75 % to 100 % and cut the prompt
+from 807 to 766 tokens; key facts stayed at 42 %, and more of the citations were invented numbers
+(valid 88 % → 78 %), which the checker reports.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ SYSTEM_PROMPT = (
 CITE_INSTRUCTION = (
     "Start with one sentence that answers the question and ends with the number of its source in "
     "brackets. Then explain briefly, putting [n] after every sentence taken from source n. "
+    "Use the exact names of functions, options and values the sources give. "
     "Never put [n] inside code blocks. Do not list the sources at the end. "
     "If the sources do not answer the question, say so."
 )
