@@ -137,7 +137,7 @@ def test_prompt_is_compact():
     msgs = build_messages("How do I declare a generic type?", make_sources())
     overhead = estimate_tokens(msgs[0]["content"]) + estimate_tokens(msgs[1]["content"]) - sum(
         estimate_tokens(s.text) for s in make_sources())
-    assert overhead < 210  # ~62 system + ~140 user (two headers, tags, question, instruction)
+    assert overhead < 225  # ~62 system + ~155 user (two headers, tags, question, instruction)
 
 
 # Token counts measured with the Qwen2.5 tokenizer (qwen2.5-coder:1.5b GGUF, llama.cpp).
