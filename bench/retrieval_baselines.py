@@ -58,6 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.fixtures_models import sha256_file  # noqa: E402 - after the path insert
+
 DOCS = Path("/usr/share/doc/python3.11-doc/html")
 DATA = ROOT / "bench" / "data"
 SETS = {"heldout": DATA / "python-docs-heldout.jsonl", "dev": DATA / "python-docs-dev.jsonl"}
@@ -116,14 +118,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "-"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- model files
@@ -396,7 +390,7 @@ def main() -> None:
     pages = list_pages(DOCS)
     download_path = model_download_path()
     mfile = model_file(download_path)
-    key = corpus_key(pages, _file_sha256(mfile))
+    key = corpus_key(pages, sha256_file(mfile))
     folder = CACHE / f"index-{key}"
     ef = embedding_function(download_path)
     if (folder / "COMPLETE.json").is_file():

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from copilot import events as ev
 from copilot.config import Settings
 from copilot.errors import CopilotError, NoSources
+from copilot.passages import post_lead, short_heading
 from copilot.safetext import clean
 
 # After this long without a first token, tell the user the model is probably loading.
@@ -72,11 +73,6 @@ async def read_pages(
     return docs
 
 
-def _short(heading: str, limit: int = 60) -> str:
-    """Sphinx headings are whole signatures; a label needs only their start."""
-    return heading if len(heading) <= limit else heading[: limit - 1].rstrip() + "…"
-
-
 def number_sources(picked) -> list[ev.Source]:
     """Number the chosen passages [1..n]. A web source keeps the URL the search gave, so it
     matches its plain result; the page's canonical address rides along."""
@@ -84,7 +80,7 @@ def number_sources(picked) -> list[ev.Source]:
     for n, (doc, passage) in enumerate(picked, start=1):
         url = passage.url or doc.url or doc.canonical_url or ""
         title = doc.title or url
-        heading = " › ".join(_short(h) for h in passage.heading_path if h and h not in title)
+        heading = " › ".join(short_heading(h) for h in passage.heading_path if h and h not in title)
         canonical = doc.canonical_url if doc.canonical_url and doc.canonical_url != url else None
         sources.append(ev.Source(
             n=n, title=clean(title), url=url, kind=_source_kind(doc.kind, "web"),
@@ -126,16 +122,6 @@ def local_hits(question: str, settings: Settings, k: int) -> list:
     return [h for h in hits if h.similarity >= LOCAL_MIN_SIMILARITY]
 
 
-def _local_text(hit) -> str:
-    if hit.role == "question":
-        return "Question:\n" + hit.text
-    if hit.role == "answer":
-        lead = "Accepted answer" if hit.accepted else "Answer"
-        lead += f" (score {hit.score}):" if hit.score is not None else ":"
-        return lead + "\n" + hit.text
-    return hit.text
-
-
 def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.Source], int]:
     """Sources from local hits within the budget; returns them (unnumbered) and the tokens used."""
     from copilot.prompting import estimate_tokens
@@ -144,12 +130,13 @@ def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.S
     for hit in hits:
         if len(out) >= max_sources:
             break
-        text = _local_text(hit)
+        lead = post_lead(hit.role, hit.accepted, hit.score)
+        text = f"{lead}\n{hit.text}" if lead else hit.text
         cost = estimate_tokens(text)
         if out and used + cost > budget_tokens:
             continue
         title = hit.title or hit.source_path.rsplit("/", 1)[-1]
-        heading = " › ".join(_short(h) for h in hit.heading.split(" › ") if h and h not in title)
+        heading = " › ".join(short_heading(h) for h in hit.heading.split(" › ") if h and h not in title)
         out.append(ev.Source(
             n=0, title=clean(title), url=hit.url or "", kind=_source_kind(hit.kind, "local"), text=text,
             path=hit.source_path, site=hit.site, heading=clean(heading)))

@@ -53,19 +53,29 @@ class Passage:
         (the heading path without a first heading that repeats the page title, each heading cut
         to 60 characters: Sphinx headings are whole signatures; or which Stack Overflow post it
         is), then the text."""
-        if self.role == "question":
-            lead = "Question:"
-        elif self.role == "answer":
-            lead = "Accepted answer" if self.accepted else "Answer"
-            lead += f" (score {self.score}):" if self.score is not None else ":"
-        else:
+        lead = post_lead(self.role, self.accepted, self.score)
+        if not lead:
             path = list(self.heading_path)
             if path and doc_title and path[0].strip().casefold() in doc_title.casefold():
                 path = path[1:]
-            path = [h if len(h) <= _HEADING_CHARS else h[:_HEADING_CHARS - 1].rstrip() + "…"
-                    for h in path]
+            path = [short_heading(h) for h in path]
             lead = f"Section: {' › '.join(path)}" if path else ""
         return f"{lead}\n{self.text}" if lead else self.text
+
+
+def short_heading(heading: str, limit: int = _HEADING_CHARS) -> str:
+    """Sphinx headings are whole signatures; a label needs only their start."""
+    return heading if len(heading) <= limit else heading[: limit - 1].rstrip() + "…"
+
+
+def post_lead(role: str, accepted: bool | None, score: int | None) -> str:
+    """Which Stack Overflow post a passage is ("Accepted answer (score 12):"); "" for other pages."""
+    if role == "question":
+        return "Question:"
+    if role == "answer":
+        lead = "Accepted answer" if accepted else "Answer"
+        return lead + (f" (score {score}):" if score is not None else ":")
+    return ""
 
 
 @dataclass

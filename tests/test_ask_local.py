@@ -11,27 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.saved_pages import write_saved
+
 pytest_plugins = ["tests.fixtures_models"]
 
-SAVED_SO = """<!DOCTYPE html><html><head><title>How do I merge two dictionaries in a single expression? - Stack Overflow</title>
-<link rel="canonical" href="https://stackoverflow.com/questions/38987/how-do-i-merge-two-dictionaries"></head><body>
-<div id="question" class="question" data-questionid="38987"><div class="js-vote-count" data-value="10">10</div>
-<div class="s-prose js-post-body"><p>I want to merge two dictionaries x and y into a new dictionary z.</p></div></div>
-<div id="answers"><div class="answer accepted-answer" data-answerid="26853961" data-score="8000">
-<div class="js-vote-count" data-value="8000">8000</div><div class="s-prose js-post-body">
-<p>In Python 3.9 and later use the union operator:</p><pre><code>z = x | y
-</code></pre><p>In 3.5 and later unpack both: <code>z = {**x, **y}</code></p></div></div></div></body></html>"""
-
-NOTES_MD = """# Git notes
-
-## Undo the last commit
-
-Keep the changes staged and drop the commit:
-
-```bash
-git reset --soft HEAD~1
-```
-"""
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -42,10 +25,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "merge-dicts.html").write_text(SAVED_SO)
-    (saved / "git-notes.md").write_text(NOTES_MD)
+    saved = write_saved(tmp_path / "saved")
     proc = run("index", "--json", str(saved))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["added"] == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from copilot.eval_answers import contains_all, normalize
+from tests.saved_pages import write_saved
 
 pytest_plugins = ["tests.fixtures_models"]
 
@@ -20,25 +21,6 @@ KEYS = ["n", "model", "must_contain_rate", "plain_top3_rate", "cited_answer_rate
 ROW_KEYS = ["id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations",
             "prompt_tokens", "first_token_s", "total_s", "error"]
 
-SAVED_SO = """<!DOCTYPE html><html><head><title>How do I merge two dictionaries in a single expression?</title>
-</head><body><div id="question" class="question" data-questionid="38987">
-<div class="js-vote-count" data-value="10">10</div>
-<div class="s-prose js-post-body"><p>I want to merge two dictionaries x and y into a new dictionary z.</p></div></div>
-<div id="answers"><div class="answer accepted-answer" data-answerid="26853961" data-score="8000">
-<div class="js-vote-count" data-value="8000">8000</div><div class="s-prose js-post-body">
-<p>In Python 3.9 and later use the union operator:</p><pre><code>z = x | y
-</code></pre><p>In 3.5 and later unpack both: <code>z = {**x, **y}</code></p></div></div></div></body></html>"""
-
-NOTES_MD = """# Git notes
-
-## Undo the last commit
-
-Keep the changes staged and drop the commit:
-
-```bash
-git reset --soft HEAD~1
-```
-"""
 
 QA = [
     {"id": "merge", "question": "how do I merge two dicts in python?", "answer_pages": ["merge-dicts.html"],
@@ -77,10 +59,7 @@ def reply(body: dict) -> str:
 @pytest.fixture
 def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "merge-dicts.html").write_text(SAVED_SO)
-    (saved / "git-notes.md").write_text(NOTES_MD)
+    saved = write_saved(tmp_path / "saved")
     proc = run("index", "--json", str(saved))
     assert proc.returncode == 0, proc.stderr
     return saved
