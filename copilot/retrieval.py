@@ -23,6 +23,7 @@ server (only `ChromaStore.query` and `get_vectors` are used).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ PAGE_DISCOUNT = 0.5
 COVERAGE_POWER = 1.0
 # How far down each side the candidate pool reaches.
 POOL_MIN = 100
+# A single word found in more than this share of the chunks is left out of the keyword query: its
+# bm25 weight (idf) is near zero, but matching it means scoring most of the index (at 100k chunks
+# that was most of the keyword side's time). Small indexes are not worth the look-up.
+MAX_DF_SHARE = 1 / 3
+PRUNE_MIN_CHUNKS = 5000
 
 # Identifiers worth matching whole: dotted (`asyncio.run`), snake_case (`lru_cache`), dunder
 # (`__init__`), CamelCase (`ThreadPoolExecutor`), a call (`print(`).
@@ -136,12 +142,45 @@ def keyword_terms(query: str) -> list[tuple[str, float]]:
     return list(out.items())
 
 
-def fts_query(query: str) -> str:
+def fts_query(query: str, terms: list[tuple[str, float]] | None = None) -> str:
     """A safe FTS5 MATCH expression: every term quoted, OR-ed. '' when nothing is searchable.
 
     bm25() sums over the query's phrases, so a term of weight w is repeated round(w) times (at
     least once): whole identifiers and error text count more than single words."""
-    return " OR ".join(" OR ".join([_phrase(t)] * max(1, round(w))) for t, w in keyword_terms(query))
+    terms = keyword_terms(query) if terms is None else terms
+    return " OR ".join(" OR ".join([_phrase(t)] * max(1, round(w))) for t, w in terms)
+
+
+_TOKEN = re.compile(r"[^\W_]+")  # how FTS5's unicode61 tokenizer splits (underscore separates)
+
+
+def without_common_words(conn: sqlite3.Connection, terms: list[tuple[str, float]],
+                         total: int) -> list[tuple[str, float]]:
+    """`terms` less the single words found in more than MAX_DF_SHARE of `total` chunks (phrases
+    stay: their words together are rare). When nothing left would match (every word common or
+    absent), the rarest common word stays."""
+    if total < PRUNE_MIN_CHUNKS or not terms:
+        return terms
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_vocab USING fts5vocab(main, chunks_fts, 'row')")
+    kept, common = [], []
+    matches = False
+    for term, weight in terms:
+        words = _TOKEN.findall(term.lower())
+        if len(words) != 1:
+            kept.append((term, weight))
+            matches = True
+            continue
+        row = conn.execute("SELECT doc FROM temp.chunks_vocab WHERE term = ?", (words[0],)).fetchone()
+        df = row[0] if row else 0
+        if df > MAX_DF_SHARE * total:
+            common.append((df, term, weight))
+        else:
+            kept.append((term, weight))
+            matches = matches or df > 0
+    if not matches and common:
+        _, term, weight = min(common)
+        kept.append((term, weight))
+    return kept
 
 
 @dataclass(frozen=True)
@@ -180,9 +219,13 @@ def _hit(row: dict) -> Hit:
                role=row["role"], position=row["position"], text_hash=row["text_hash"])
 
 
-def keyword_ranking(conn: sqlite3.Connection, query: str, limit: int) -> list[tuple[Hit, float]]:
-    """Chunks by bm25 (best first) with their relevance (the negated bm25: higher is better)."""
-    match = fts_query(query)
+def keyword_ranking(conn: sqlite3.Connection, query: str, limit: int, total: int = 0) -> list[tuple[Hit, float]]:
+    """Chunks by bm25 (best first) with their relevance (the negated bm25: higher is better).
+    `total`: the index's chunk count, to leave out words most chunks contain (0: keep every word)."""
+    terms = keyword_terms(query)
+    with contextlib.suppress(sqlite3.OperationalError):  # no vocabulary table: search with every word
+        terms = without_common_words(conn, terms, total)
+    match = fts_query(query, terms)
     if not match or limit <= 0:
         return []
     weights = ", ".join(str(w) for w in BM25_WEIGHTS)
@@ -213,9 +256,9 @@ def _dense(index: LocalIndex, query: str, limit: int) -> tuple[list[tuple[Hit, f
                                f"{index.embedder.embedder_id}", REINDEX_HINT)
     vector = np.asarray(index.embedder.embed_query(query), dtype=np.float32)
     found = store.query(vector, limit)
-    rows = m.chunks_by_id([cid for cid, _, _ in found])
+    rows = m.chunks_by_id([cid for cid, _ in found])
     out = []
-    for cid, distance, _meta in found:
+    for cid, distance in found:
         row = rows.get(cid)
         if row is not None:  # None: gone since (a write in progress)
             out.append((_hit(row), 1.0 - distance))
@@ -331,13 +374,14 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
     own = index is None
     index = index or LocalIndex.open(settings)
     try:
-        if k <= 0 or index.is_empty():
+        total = index.count()
+        if k <= 0 or total == 0:
             return []
         m = index._m()
         assert m is not None
         pool = max(POOL_MIN, 2 * k)
         if mode == "keyword":
-            ranked = keyword_ranking(m.conn, query, pool)
+            ranked = keyword_ranking(m.conn, query, pool, total)
             for h, s in ranked:
                 h.keyword = h.relevance = s
                 h.modes.append("keyword")
@@ -348,7 +392,7 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
                 h.similarity = h.relevance = s
                 h.modes.append("dense")
             return _dedupe([h for h, _ in dense])[:k]
-        keyword = keyword_ranking(m.conn, query, pool)
+        keyword = keyword_ranking(m.conn, query, pool, total)
         dense_ids = {h.id for h, _ in dense}
         missing = [h.id for h, _ in keyword if h.id not in dense_ids]
         vectors = {}
@@ -364,4 +408,4 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
 
 
 __all__ = ["Hit", "MODES", "Mode", "QueryProfile", "diversify", "fts_query", "fuse", "hybrid_search",
-           "keyword_ranking", "keyword_terms", "query_profile"]
+           "keyword_ranking", "keyword_terms", "query_profile", "without_common_words"]

@@ -265,3 +265,37 @@ def test_same_results_on_a_chroma_server(corpus: Path, minilm_dir: Path, tmp_pat
         mine = [h.source_path for h in hybrid_search(q, local, 5)]
         theirs = [h.source_path for h in hybrid_search(q, served, 5)]
         assert mine == theirs
+
+
+def test_words_most_chunks_contain_leave_the_keyword_query_and_ranking_holds(tmp_path):
+    """At scale a word in most chunks costs a scan of most of the index for ~zero bm25 weight:
+    it is left out, phrases and rare words stay, the rare chunk still ranks first; a question of
+    only common words keeps its rarest one."""
+    from copilot.index.manifest import CHUNK_COLUMNS, Manifest
+    from copilot.retrieval import PRUNE_MIN_CHUNKS, keyword_ranking, without_common_words
+
+    m = Manifest.open(tmp_path / "manifest.sqlite")
+    n = PRUNE_MIN_CHUNKS + 100
+
+    def row(i: int) -> dict:
+        text = f"the event loop runs chunk {i}" + (" sometimes" if i % 4 == 0 else "")
+        if i == 4242:
+            text += " with the rare frobnicate call"
+        return {"id": f"c{i}", "source_path": f"/p/{i % 50}.md", "text_hash": f"h{i}", "text": text,
+                "heading": "", "title": "", "url": "", "site": "", "kind": "doc", "score": None,
+                "accepted": None, "role": "", "position": i, "doc_key": f"/p/{i % 50}.md"}
+
+    with m.transaction():
+        m.insert_chunks([tuple(row(i)[c] for c in CHUNK_COLUMNS) for i in range(n)])
+    terms = keyword_terms("event loop frobnicate sometimes asyncio.run")
+    kept = {t for t, _ in without_common_words(m.conn, terms, n)}
+    # "sometimes" is in a quarter of the chunks, under the cut; asyncio/run are in none
+    assert kept == {"frobnicate", "sometimes", "asyncio.run", "asyncio", "run"}
+    only_common = without_common_words(m.conn, keyword_terms("event loop chunk"), n)
+    assert len(only_common) == 1 and only_common[0][0] in {"event", "loop", "chunk"}
+    absent = without_common_words(m.conn, keyword_terms("event loop chunk zyzzyva"), n)
+    assert len(absent) == 2 and absent[0][0] == "zyzzyva"  # an unknown word alone would match nothing
+    assert without_common_words(m.conn, terms, PRUNE_MIN_CHUNKS - 1) == terms  # small index: all kept
+    ranked = keyword_ranking(m.conn, "event loop frobnicate", 10, n)
+    assert ranked[0][0].id == "c4242"
+    m.close()

@@ -123,10 +123,10 @@ class LocalIndex:
         # Identical text in two files is two chunks with one vector: ask for a few more and keep
         # the first of each text.
         found = store.query(vector, k + min(k, 8))
-        rows = m.chunks_by_id([cid for cid, _, _ in found])
+        rows = m.chunks_by_id([cid for cid, _ in found])
         hits: list[LocalHit] = []
         seen: set[str] = set()
-        for cid, distance, _meta in found:
+        for cid, distance in found:
             row = rows.get(cid)
             if row is None or row["text_hash"] in seen:  # gone since (a write in progress), or a twin
                 continue

@@ -16,12 +16,13 @@ Embedded (`chromadb.PersistentClient` under `<data>/index/chroma`) by default; a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from copilot.errors import EmbedderMismatch, IndexUnavailable
+from copilot.errors import EmbedderMismatch, IndexUnavailable, IndexWriteFailed
 from copilot.index.manifest import index_dir
 
 if TYPE_CHECKING:
@@ -99,6 +100,126 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else e.__class__.__name__
 
 
+def collection_name(settings: Settings, index_id: str) -> str:
+    """The collection of the index whose manifest has `index_id`. Embedded, a data dir has its own
+    Chroma folder and the name is fixed. A Chroma server may serve several data dirs (two users,
+    two machines): each index gets its own collection, so that no run can touch another's chunks
+    (one shared collection meant the second data dir deleted the first one's vectors, and two
+    users indexing the same path wrote the same chunk ids)."""
+    return f"{COLLECTION}-{index_id}" if settings.chroma_url and index_id else COLLECTION
+
+
+def _find_collection(client: Any, settings: Settings, index_id: str) -> Any:
+    """The index's collection, or None. On a server, an older copilot's single `copilot`
+    collection is still used when it was made for this very manifest."""
+    from chromadb.errors import NotFoundError
+
+    if settings.chroma_url and not index_id:
+        return None  # no manifest: nothing on the server is ours
+    name = collection_name(settings, index_id)
+    for candidate in dict.fromkeys((name, COLLECTION)):
+        try:
+            col = client.get_collection(candidate, embedding_function=None)
+        except NotFoundError:
+            continue
+        if candidate == name or (col.metadata or {}).get("index_id") == index_id:
+            return col
+    return None
+
+
+def _manifest_index_id(settings: Settings) -> str:
+    from copilot.index.manifest import Manifest, manifest_path
+
+    path = manifest_path(settings.data_path)
+    if not settings.chroma_url or not path.is_file():
+        return ""
+    m = Manifest.open(path, create=False)
+    try:
+        return m.index_id
+    finally:
+        m.close()
+
+
+# --- failures --------------------------------------------------------------------------------------
+
+RECONNECT_SECONDS = 5.0  # how long a writer keeps retrying a Chroma server that went away
+_WRITES = frozenset({"add", "upsert", "update", "delete", "modify"})
+
+
+def _connection_lost(e: BaseException) -> bool:
+    import httpx
+
+    return isinstance(e, httpx.TransportError | ConnectionError)
+
+
+def _open_failed(settings: Settings, e: BaseException) -> IndexUnavailable:
+    if settings.chroma_url and _connection_lost(e):
+        return IndexUnavailable(f"cannot reach the Chroma server at {settings.chroma_url} ({_first_line(e)})",
+                                "start it with `chroma run --path DIR --port N`, or unset COPILOT_CHROMA_URL "
+                                "to use the embedded index")
+    return IndexUnavailable(f"cannot open {_describe(settings)} ({_first_line(e)})",
+                            "run `copilot index --rebuild PATH...` to build it again")
+
+
+class _Guarded:
+    """A chromadb collection whose calls fail as copilot errors, with one line a user can act on.
+
+    A server that went away (stopped, restarted) is retried for `reconnect_s` seconds: every call
+    the index makes is idempotent (upserts and deletes by id or by source path, reads), so a
+    restart costs nothing. After that, or at once for other failures (a full disk, a damaged
+    folder), writes raise IndexWriteFailed and reads IndexUnavailable. Other attributes pass through."""
+
+    def __init__(self, collection: Any, settings: Settings, *, reconnect_s: float) -> None:
+        self._col = collection
+        self._settings = settings
+        self._reconnect_s = reconnect_s
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._col, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._call(name, attr, args, kwargs)
+
+        return call
+
+    def _call(self, name: str, fn: Any, args: tuple, kwargs: dict) -> Any:
+        from chromadb.errors import ChromaError
+
+        deadline: float | None = None
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (ChromaError, OSError) as e:
+                if self._settings.chroma_url and _connection_lost(e):
+                    failure: BaseException = e
+                else:
+                    raise self._failed(name, e) from None
+            except Exception as e:  # noqa: BLE001 - httpx errors of a server that went away
+                if not (self._settings.chroma_url and _connection_lost(e)):
+                    raise
+                failure = e
+            now = time.monotonic()
+            if deadline is None:  # the first failure: always one more try (a pooled connection went stale)
+                deadline = now + self._reconnect_s
+            elif now >= deadline:
+                raise IndexUnavailable(
+                    f"lost the Chroma server at {self._settings.chroma_url} ({_first_line(failure)})",
+                    "check that `chroma run` is up; what was finished is kept and the next run "
+                    "finishes the rest") from None
+            time.sleep(min(0.2, max(0.0, deadline - now)))
+
+    def _failed(self, name: str, e: BaseException) -> Exception:
+        what = _describe(self._settings)
+        if name in _WRITES:
+            return IndexWriteFailed(f"could not write {what} ({_first_line(e)})",
+                                    "check free disk space and that the folder is writable; what was "
+                                    "finished is kept and the next `copilot index` finishes the rest")
+        return IndexUnavailable(f"could not read {what} ({_first_line(e)})",
+                                "run `copilot index --rebuild PATH...` if it stays broken")
+
+
 class ChromaStore:
     """The collection, opened for reading or writing."""
 
@@ -118,14 +239,9 @@ class ChromaStore:
         another manifest): the caller must then forget what its manifest says is stored. A
         collection built by another embedder is an error unless `allow_new_embedder` (an empty or
         rebuilt index), in which case it is emptied and takes the new embedder."""
-        from chromadb.errors import NotFoundError
-
         client = connect(settings)
         try:
-            try:
-                col = client.get_collection(COLLECTION, embedding_function=None)
-            except NotFoundError:
-                col = None
+            col = _find_collection(client, settings, index_id)
             started_over = False
             if col is not None:
                 meta = col.metadata or {}
@@ -135,45 +251,51 @@ class ChromaStore:
                     raise EmbedderMismatch(f"the index was built with {stored} but the embedder is {embedder_id}",
                                            REINDEX_HINT)
                 if not ours or stored != embedder_id:
-                    client.delete_collection(COLLECTION)
+                    client.delete_collection(col.name)
                     col = None
             if col is None:
                 started_over = True
                 col = client.create_collection(
-                    COLLECTION, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
+                    collection_name(settings, index_id), embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine"}},
                     metadata={"embedder": embedder_id, "schema": CHROMA_SCHEMA, "index_id": index_id})
         except (EmbedderMismatch, IndexUnavailable):
+            _close(client)
             raise
         except Exception as e:  # noqa: BLE001
-            raise IndexUnavailable(f"cannot open {_describe(settings)} ({_first_line(e)})",
-                                   "run `copilot index --rebuild PATH...` to build it again") from None
-        return cls(settings, client, col), started_over
+            _close(client)
+            raise _open_failed(settings, e) from None
+        return cls(settings, client, _Guarded(col, settings, reconnect_s=RECONNECT_SECONDS)), started_over
 
     @classmethod
-    def open_for_read(cls, settings: Settings) -> ChromaStore | None:
-        """The collection, or None when there is none yet."""
-        from chromadb.errors import NotFoundError
-
+    def open_for_read(cls, settings: Settings, index_id: str | None = None) -> ChromaStore | None:
+        """The collection, or None when there is none yet. `index_id`: the manifest's (read from
+        it when not given; a Chroma server holds one collection per index)."""
+        if index_id is None:
+            index_id = _manifest_index_id(settings)
         client = connect(settings)
         try:
-            col = client.get_collection(COLLECTION, embedding_function=None)
-        except NotFoundError:
-            return None
+            col = _find_collection(client, settings, index_id)
         except Exception as e:  # noqa: BLE001
-            raise IndexUnavailable(f"cannot open {_describe(settings)} ({_first_line(e)})",
-                                   "run `copilot index --rebuild PATH...` to build it again") from None
-        return cls(settings, client, col)
+            _close(client)
+            raise _open_failed(settings, e) from None
+        if col is None:
+            _close(client)
+            return None
+        return cls(settings, client, _Guarded(col, settings, reconnect_s=0.0))
 
     @staticmethod
-    def drop(settings: Settings) -> None:
+    def drop(settings: Settings, index_id: str | None = None) -> None:
         """Delete the collection (for --rebuild)."""
-        from chromadb.errors import NotFoundError
-
+        if index_id is None:
+            index_id = _manifest_index_id(settings)
         client = connect(settings)
         try:
-            client.delete_collection(COLLECTION)
-        except NotFoundError:
-            pass
+            col = _find_collection(client, settings, index_id)
+            if col is not None:
+                client.delete_collection(col.name)
+        except Exception as e:  # noqa: BLE001
+            raise _open_failed(settings, e) from None
         finally:
             _close(client)
 
@@ -241,17 +363,16 @@ class ChromaStore:
             ids.update(self.collection.get(include=[], limit=step, offset=offset)["ids"])
         return ids
 
-    def query(self, vector: np.ndarray, k: int, where: dict | None = None) -> list[tuple[str, float, dict]]:
-        """The k nearest chunks: (id, cosine distance, metadata), nearest first."""
-        n = min(k, self.count())
-        if n <= 0:
+    def query(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k nearest chunks: (id, cosine distance), nearest first. Fewer when the collection
+        holds fewer. No metadata and no count first: at 100k chunks each cost ~5 ms, and the
+        chunk rows come from the manifest anyway."""
+        if k <= 0:
             return []
-        res = self.collection.query(query_embeddings=[vector], n_results=n, where=where,
-                                    include=["distances", "metadatas"])
+        res = self.collection.query(query_embeddings=[vector], n_results=k, include=["distances"])
         ids = res["ids"][0]
         distances = (res.get("distances") or [[0.0] * len(ids)])[0]
-        metas = (res.get("metadatas") or [[{}] * len(ids)])[0]
-        return [(cid, float(d), dict(m or {})) for cid, d, m in zip(ids, distances, metas, strict=True)]
+        return [(cid, float(d)) for cid, d in zip(ids, distances, strict=True)]
 
 
 def _close(client: Any) -> None:
