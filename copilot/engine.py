@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from copilot import events as ev
 from copilot.config import Settings
-from copilot.errors import CopilotError, NoSources
+from copilot.errors import CopilotError, NoSources, UsageError
 from copilot.passages import post_lead, short_heading
 from copilot.safetext import clean
 
 # After this long without a first token, tell the user the model is probably loading.
 LOADING_NOTICE_AFTER = 2.0
+# When the prompt does not fit the model's context, the answer budget shrinks to this at least.
+MIN_ANSWER_TOKENS = 256
+CONTEXT_CUT_MARK = "…(earlier input cut)…\n"
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -105,7 +112,7 @@ _INDEX_LOCK = threading.Lock()
 def _shared_index(settings: Settings):
     from copilot.index.local import LocalIndex
 
-    key = (str(settings.data_path), settings.chroma_url, settings.embed_model, settings.embed_model_dir)
+    key = _index_key(settings)
     index = _OPEN_INDEXES.get(key)
     if index is None:
         index = _OPEN_INDEXES[key] = LocalIndex.open(settings)
@@ -115,11 +122,38 @@ def _shared_index(settings: Settings):
 def local_hits(question: str, settings: Settings, k: int) -> list:
     """Hybrid (keyword + dense) hits from the local index, `copilot.retrieval.Hit`s; [] when there
     is no index. Runs in a thread (it may import chromadb and load the embedder on first use)."""
+    import sqlite3
+
     from copilot.retrieval import hybrid_search
 
     with _INDEX_LOCK:
-        hits = hybrid_search(question, settings, k, index=_shared_index(settings))
+        try:
+            hits = hybrid_search(question, settings, k, index=_shared_index(settings))
+        except (CopilotError, sqlite3.Error) as e:
+            # Open it afresh next time (a restarted Chroma server, a rebuilt index), and say why in
+            # one line: the caller goes on without local hits.
+            _forget_index(settings)
+            if isinstance(e, CopilotError):
+                raise
+            from copilot.errors import IndexDamaged, IndexUnavailable
+            from copilot.index.manifest import REBUILD_HINT
+
+            if type(e) is sqlite3.DatabaseError:  # damaged (not a database, malformed)
+                raise IndexDamaged(f"the local index is damaged ({e})", REBUILD_HINT) from None
+            raise IndexUnavailable(f"the local index cannot be read ({e})",
+                                   "check the data dir (COPILOT_DATA_DIR)") from None
     return [h for h in hits if h.similarity >= LOCAL_MIN_SIMILARITY]
+
+
+def _index_key(settings: Settings) -> tuple:
+    return (str(settings.data_path), settings.chroma_url, settings.embed_model, settings.embed_model_dir)
+
+
+def _forget_index(settings: Settings) -> None:
+    index = _OPEN_INDEXES.pop(_index_key(settings), None)
+    if index is not None:
+        with contextlib.suppress(Exception):
+            index.close()
 
 
 def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.Source], int]:
@@ -144,10 +178,102 @@ def local_sources(hits, budget_tokens: int, max_sources: int) -> tuple[list[ev.S
     return out, used
 
 
+async def _pick_model(settings: Settings, requested: str) -> tuple[str, str, int | None]:
+    """The model, why it was chosen, and its context length (None: Ollama did not say)."""
+    from copilot import llm
+
+    model, reason = await llm.resolve_model(settings, requested)
+    return model, reason, await llm.context_length(settings, model)
+
+
+async def _unless_model_fails(work: Awaitable[T], model_task: asyncio.Task) -> T:
+    """`await work`, but raise the model task's error as soon as it fails (Ollama down, model
+    missing): no answer can come, so reading pages for it would only make the user wait."""
+    task = asyncio.ensure_future(work)
+    try:
+        if not model_task.done():
+            await asyncio.wait({task, model_task}, return_when=asyncio.FIRST_COMPLETED)
+        if model_task.done() and not model_task.cancelled() and model_task.exception() is not None:
+            await model_task  # raises
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _longest(most: int, fits: Callable[[int], bool]) -> int:
+    """The largest n in [0, most] with fits(n) (fits grows false as n grows); 0 when none."""
+    lo, hi = 0, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _tail(text: str, n: int) -> str:
+    if n <= 0:
+        return ""
+    return text if n >= len(text) else CONTEXT_CUT_MARK + text[-n:]
+
+
+def _shortened(sources: list[ev.Source], per_mille: int) -> list[ev.Source]:
+    """Copies of `sources` with each passage cut to per_mille/1000 of its length (the originals,
+    already shown, stay whole)."""
+    out = []
+    for s in sources:
+        keep = len(s.text) * per_mille // 1000
+        text = s.text if keep >= len(s.text) else s.text[:keep].rstrip() + " …"
+        out.append(dataclasses.replace(s, text=text))
+    return out
+
+
+def fit_prompt(question: str, sources: list[ev.Source], context: str | None, max_answer: int,
+               limit: int | None, model: str, warn: Callable[[str], None]
+               ) -> tuple[list[dict], int, int]:
+    """(messages, num_ctx, answer budget) that fit the model's context of `limit` tokens (None:
+    unknown, nothing is cut). Ollama lowers a larger num_ctx to that context and then cuts the
+    prompt without a word, so what does not fit is shortened here, each step with a warning: the
+    answer budget (not below MIN_ANSWER_TOKENS), the piped input (its start goes: errors come
+    last), the sources' passages (each by the same share). A question that still does not fit is
+    a UsageError."""
+    from copilot import prompting
+
+    def need(srcs: list[ev.Source], ctx: str | None, answer_tokens: int) -> int:
+        return prompting.tokens_needed(prompting.build_messages(question, srcs, ctx), answer_tokens)
+
+    answer = max_answer
+    if limit and need(sources, context, answer) > limit:
+        where = f"{model}'s {limit}-token context"
+        answer = min(max_answer, max(MIN_ANSWER_TOKENS, limit // 4))
+        if answer < max_answer:
+            warn(f"the answer is limited to {answer} tokens to fit {where}")
+        if context and need(sources, context, answer) > limit:
+            keep = _longest(len(context), lambda n: need(sources, _tail(context, n), answer) <= limit)
+            context = _tail(context, keep)
+            warn(f"the piped input was cut to its last {keep} characters to fit {where}" if keep
+                 else f"the piped input was left out to fit {where}")
+        if sources and need(sources, context, answer) > limit:
+            keep = _longest(1000, lambda k: need(_shortened(sources, k), context, answer) <= limit)
+            sources = _shortened(sources, keep)
+            warn(f"the sources were shortened to fit {where}")
+        total = need(sources, context, answer)
+        if total > limit:
+            raise UsageError(f"the question is too long for {where} (it needs about {total} tokens)",
+                             "shorten it, or choose a model with a longer context with --model")
+    messages = prompting.build_messages(question, sources, context)
+    num_ctx = prompting.num_ctx_for(messages, answer)
+    return messages, min(num_ctx, limit) if limit else num_ctx, answer
+
+
 async def ask(question: str, settings: Settings, options: AskOptions | None = None
               ) -> AsyncIterator[ev.Event]:
     """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
-    from copilot import citations, llm, prompting
+    from copilot import citations, llm
 
     options = options or AskOptions()
     started = time.perf_counter()
@@ -165,27 +291,29 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         return out
 
     # Ask Ollama which model to use, and search the local index, while the web work runs.
-    model_task = asyncio.create_task(
-        llm.resolve_model(settings, options.model or settings.model))
+    model_task = asyncio.create_task(_pick_model(settings, options.model or settings.model))
     local_task = (asyncio.create_task(asyncio.to_thread(local_hits, question, settings, settings.max_sources))
                   if options.use_local else None)
     try:
         results: list[ev.SearchResult] = []
         docs: list[tuple[object, str]] = []
+        search_failed = ""  # what happened to each engine, when none answered
         if options.use_web and settings.engines:
-            from copilot.web.search import search
+            from copilot.web.search import ALL_FAILED, search
 
             yield ev.Status("Searching the web…")
             t = time.perf_counter()
             results, engine = await search(question, settings, on_warning=warn)
             timings.search = time.perf_counter() - t
+            if not engine and pending and pending[-1].endswith(ALL_FAILED):
+                search_failed = pending[-1].removesuffix(ALL_FAILED)
             for w in flush():
                 yield w
             yield ev.PlainResults(results, engine)
             if results:
                 yield ev.Status(f"Reading {min(len(results), settings.max_pages)} pages…")
                 t = time.perf_counter()
-                docs = await read_pages(results, settings, warn)
+                docs = await _unless_model_fails(read_pages(results, settings, warn), model_task)
                 timings.fetch = time.perf_counter() - t
                 for w in flush():
                     yield w
@@ -216,6 +344,10 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
             for w in flush():
                 yield w
         if not sources:
+            if options.use_web and settings.engines and search_failed:
+                raise NoSources(f"no search results: every search engine failed ({search_failed})",
+                                "try again in a minute, add a fallback engine (COPILOT_SEARXNG_URL), "
+                                "or use --no-web to answer from the model alone")
             if options.use_web and settings.engines:
                 why = "no search results" if not results else "none of the pages could be read"
                 raise NoSources(f"{why} for this question",
@@ -226,15 +358,19 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
                 yield w
         yield ev.SourcesReady(sources)
 
-        model, reason = await model_task
+        model, reason, context_limit = await model_task
         yield ev.ModelChosen(model, reason)
 
-        messages = prompting.build_messages(question, sources, options.context)
-        num_ctx = prompting.num_ctx_for(messages, settings.max_answer_tokens)
+        messages, num_ctx, answer_tokens = fit_prompt(
+            question, sources, options.context, settings.max_answer_tokens, context_limit, model, warn)
+        for w in flush():
+            yield w
+        chat_settings = settings if answer_tokens == settings.max_answer_tokens else \
+            dataclasses.replace(settings, max_answer_tokens=answer_tokens)
         stats = llm.ChatStats()
         parts: list[str] = []
         cut_reason = ""
-        stream = llm.stream_chat(settings, model, messages, num_ctx, stats).__aiter__()
+        stream = llm.stream_chat(chat_settings, model, messages, num_ctx, stats).__aiter__()
         t_model = time.perf_counter()
         told_loading = False
         step: asyncio.Future | None = None
@@ -267,7 +403,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         answer_text = "".join(parts)
         if stats.done_reason == "length":
             cut_reason = "length"
-            warn(f"the answer hit the {settings.max_answer_tokens}-token limit and was cut")
+            warn(f"the answer hit the {answer_tokens}-token limit and was cut")
         cites = citations.check_citations(answer_text, sources)
         invalid = sorted({c.n for c in cites if not c.valid})
         if invalid:

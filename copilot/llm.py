@@ -138,6 +138,23 @@ async def resolve_model(settings: Settings, requested: str = "") -> tuple[str, s
                        f"run `ollama pull {requested}` or choose another with --model")
 
 
+async def context_length(settings: Settings, model: str) -> int | None:
+    """The context `model` was trained for, from /api/show (`<arch>.context_length`); None when
+    Ollama does not say. Ollama lowers a larger `num_ctx` to this and then cuts a longer prompt
+    without telling anyone, so the prompt must fit here."""
+    try:
+        async with client(settings) as c:
+            info = await c.show(model)
+    except Exception:  # noqa: BLE001 - unknown is a fine answer; the chat call reports real errors
+        return None
+    meta = info.modelinfo or {}
+    own = meta.get(f"{meta.get('general.architecture')}.context_length")
+    if isinstance(own, int) and own > 0:
+        return own
+    lengths = [v for k, v in meta.items() if k.endswith(".context_length") and isinstance(v, int) and v > 0]
+    return min(lengths) if lengths else None
+
+
 async def stream_chat(
     settings: Settings,
     model: str,

@@ -147,12 +147,16 @@ def estimate_tokens(text: str) -> int:
     return max(1, round(est))
 
 
-def num_ctx_for(messages: Sequence[dict], max_answer_tokens: int) -> int:
-    """The `num_ctx` to ask Ollama for: the prompt's estimate (plus the chat template's few tokens
-    per message), the answer budget, and a margin for estimate error (10 %, at least 64), rounded
-    up to a multiple of 1024, at least 2048. Ollama silently truncates a prompt that does not
-    fit, so erring large is the safe side."""
+def tokens_needed(messages: Sequence[dict], max_answer_tokens: int) -> int:
+    """Context the request needs: the prompt's estimate (plus the chat template's few tokens per
+    message), the answer budget, and a margin for estimate error (10 %, at least 64)."""
     prompt = sum(estimate_tokens(str(m.get("content", ""))) + 5 for m in messages) + 3
     margin = max(64, prompt // 10)
-    need = prompt + max(0, max_answer_tokens) + margin
+    return prompt + max(0, max_answer_tokens) + margin
+
+
+def num_ctx_for(messages: Sequence[dict], max_answer_tokens: int) -> int:
+    """The `num_ctx` to ask Ollama for: `tokens_needed` rounded up to a multiple of 1024, at least
+    2048. Ollama silently truncates a prompt that does not fit, so erring large is the safe side."""
+    need = tokens_needed(messages, max_answer_tokens)
     return max(2048, -(-need // 1024) * 1024)

@@ -7,17 +7,37 @@ printed, and reaches Rich as plain Text, never as markup.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 from copilot import events as ev
-from copilot.safetext import clean
+from copilot.safetext import clean, clean_data
+
+# The start of an escape sequence at the end of what has arrived, that may still be arriving.
+_ESCAPE_TAIL = re.compile(r"[\x1b\x9b\x9d\x90\x98\x9e\x9f][^\x07\x1b\x9c]{0,63}\Z")
 
 
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    # Messages on stderr are one line each, whatever the width: never wrapped by Rich.
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+
+
+def _json(data: dict) -> str:
+    """JSON for stdout: every string cleaned like the plain output (json.dumps would escape C0
+    controls, but not DEL, C1 controls or bidi overrides)."""
+    return json.dumps(clean_data(data), ensure_ascii=False, indent=2)
+
+
+def _markdown(text: str):
+    """The answer as Rich Markdown. Links are shown as `text (url)`, not as terminal hyperlinks
+    (OSC 8): a link whose target hides behind other words is how a page would phish through the
+    model."""
+    from rich.markdown import Markdown
+
+    return Markdown(text, hyperlinks=False)
 
 
 class _BlockStreamer:
@@ -45,24 +65,20 @@ class _BlockStreamer:
         return text[:cut], text[cut:]
 
     def feed(self, text: str) -> None:
-        from rich.markdown import Markdown
-
         self.buffer += text
         done, rest = self._split(self.buffer)
         if done.strip():
             self.live.update("")
             self.live.refresh()
-            self.console.print(Markdown(done))
+            self.console.print(_markdown(done))
         self.buffer = rest
-        self.live.update(Markdown(rest))
+        self.live.update(_markdown(rest))
 
     def close(self) -> None:
-        from rich.markdown import Markdown
-
         self.live.update("")
         self.live.stop()
         if self.buffer.strip():
-            self.console.print(Markdown(self.buffer))
+            self.console.print(_markdown(self.buffer))
         self.buffer = ""
 
 
@@ -76,6 +92,7 @@ class AskPrinter:
         self.streamer: _BlockStreamer | None = None
         self.status = None
         self.mid_line = False  # piped output ended without a newline
+        self.held = ""  # the start of an escape sequence that may still be arriving
 
     def _status(self, message: str) -> None:
         if self.json_mode or not sys.stderr.isatty():
@@ -113,12 +130,13 @@ class AskPrinter:
                 answer = self.handle(event) or answer
         finally:
             self._stop_status()
+            self._flush_held()
             if self.streamer:
                 self.streamer.close()
         if answer is None:
             return 1
         if self.json_mode:
-            print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+            print(_json(answer.to_json()))
         else:
             self.print_footer(answer)
         return 5 if answer.cut_reason == "stream" else 0
@@ -140,22 +158,35 @@ class AskPrinter:
             if self.json_mode:
                 return None
             self._stop_status()
-            text = clean(event.text)
-            if self.tty:
-                if self.streamer is None:
-                    self.streamer = _BlockStreamer(self.out)
-                self.streamer.feed(text)
-            else:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-                self.mid_line = not text.endswith("\n")
+            raw = self.held + event.text
+            tail = _ESCAPE_TAIL.search(raw, max(0, len(raw) - 64))
+            cut = tail.start() if tail else len(raw)
+            self.held = raw[cut:]
+            self._write_answer(clean(raw[:cut]))
         elif isinstance(event, ev.Done):
             self._stop_status()
+            self._flush_held()
             if self.streamer:
                 self.streamer.close()
                 self.streamer = None
             return event.answer
         return None
+
+    def _write_answer(self, text: str) -> None:
+        if not text:
+            return
+        if self.tty:
+            if self.streamer is None:
+                self.streamer = _BlockStreamer(self.out)
+            self.streamer.feed(text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self.mid_line = not text.endswith("\n")
+
+    def _flush_held(self) -> None:
+        held, self.held = self.held, ""
+        self._write_answer(clean(held))
 
     def print_footer(self, answer: ev.Answer) -> None:
         from rich.text import Text
@@ -186,8 +217,8 @@ class AskPrinter:
         t = answer.timings
         if sys.stderr.isatty():
             first = f"{t.first_token:.1f}s" if t.first_token is not None else "—"
-            self.err.print(f"[dim]{answer.model} · search {t.search:.1f}s · pages {t.fetch:.1f}s · "
-                           f"first token {first} · total {t.total:.1f}s[/dim]", markup=True)
+            self.err.print(Text(f"{clean(answer.model)} · search {t.search:.1f}s · pages {t.fetch:.1f}s · "
+                                f"first token {first} · total {t.total:.1f}s", style="dim"))
 
 
 def compare_table(answer: ev.Answer):
@@ -259,13 +290,13 @@ async def print_search(query: str, settings, use_web: bool = True, use_local: bo
               "url": h.url or None, "snippet": clean(_snippet(h.text, query)), "score": round(h.similarity, 4)}
              for i, h in enumerate(hits, start=1)]
     if json_mode:
-        print(json.dumps({
+        print(_json({
             "web": [{"rank": r.rank, "title": r.title, "url": r.url, "snippet": r.snippet}
                     for r in results],
             "local": local,
             "engine": engine,
             "warnings": warnings,
-        }, ensure_ascii=False, indent=2))
+        }))
         return 0 if results or local or not (use_web and settings.engines) else 6
     err, out = _console(stderr=True), _console()
     for w in warnings:
@@ -289,6 +320,10 @@ async def print_search(query: str, settings, use_web: bool = True, use_local: bo
         out.print(Text("    " + clean(where), style="blue"), soft_wrap=True)
         out.print(Text("    " + h["snippet"]))
     if use_web and settings.engines and not results and not local:
+        if not engine:  # every engine failed; the warning above says how
+            raise SearchFailed("no results: every search engine failed",
+                               "try again in a minute, add a fallback engine (COPILOT_SEARXNG_URL), "
+                               "or check `copilot doctor`")
         raise SearchFailed(f"no results for {query!r}", "check `copilot doctor`, or try other words")
     return 0
 

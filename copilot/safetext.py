@@ -14,12 +14,15 @@ _SEQUENCES = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-# Remaining C0 controls except tab and newline, DEL, and C1 controls.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Remaining C0 controls except tab and newline, DEL, and C1 controls; and the bidirectional
+# embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which make a terminal show
+# text in another order than it is read ("Trojan Source", CVE-2021-42574).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean(text: str) -> str:
-    """Remove terminal escape sequences and control characters; keep tabs and newlines.
+    """Remove terminal escape sequences, control characters and bidi overrides; keep tabs and
+    newlines.
 
     A lone carriage return becomes a newline (it could otherwise overwrite a line on screen).
     """
@@ -28,3 +31,14 @@ def clean(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _SEQUENCES.sub("", text)
     return _CONTROLS.sub("", text)
+
+
+def clean_data(value: object) -> object:
+    """`clean()` every string inside JSON-like data (dicts, lists, tuples), keys included."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean_data(k): clean_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_data(v) for v in value]
+    return value

@@ -80,6 +80,12 @@ def test_num_ctx_truncates_and_num_predict_cuts(ollama: FakeOllama) -> None:
     assert r.prompt_eval_count == ollama.default_num_ctx  # silently truncated
     r = c.chat(model=CHAT, messages=msgs, stream=False, options={"num_ctx": 16384})
     assert r.prompt_eval_count == 10_000
+    assert ollama.truncated == [{"prompt_tokens": 10_000, "num_ctx": ollama.default_num_ctx}]
+    # num_ctx above the model's trained context is lowered to it, as Ollama does
+    huge = [{"role": "user", "content": "y" * 160_000}]  # ~40k tokens
+    r = c.chat(model=CHAT, messages=huge, stream=False, options={"num_ctx": 65536})
+    assert r.prompt_eval_count == 32768
+    assert ollama.truncated[-1] == {"prompt_tokens": 40_000, "num_ctx": 32768}
     ollama.reply_with("one two three four")
     r = c.chat(model=CHAT, messages=msgs, stream=False, options={"num_predict": 2})
     assert r.message.content == "one two" and r.done_reason == "length"

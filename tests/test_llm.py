@@ -109,3 +109,11 @@ async def test_silence_past_the_model_timeout_is_an_error(env, ollama) -> None:
     s.model_timeout = 0.3
     with pytest.raises(ModelError, match="sent nothing"):
         await _collect(s)
+
+
+async def test_context_length_from_show(env, ollama) -> None:
+    ollama.models["tiny:1b"] = {"family": "llama", "context_length": 2048}
+    s = _settings()
+    assert await llm.context_length(s, "qwen2.5-coder:1.5b") == 32768
+    assert await llm.context_length(s, "tiny:1b") == 2048
+    assert await llm.context_length(s, "not-installed:7b") is None  # unknown: nothing is cut

@@ -45,6 +45,15 @@ _CONTROL_RE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
     "\ue000-\ue001]"
 )
+# Whole terminal escape sequences, 7- and 8-bit: CSI (ESC [ or \x9b, parameters, final byte), and
+# OSC, DCS, SOS, PM and APC strings closed by BEL or ST within 1024 characters (OSC 52 writes the
+# clipboard, OSC 8 makes links). Removed whole, so their parameters do not stay behind as text
+# (`[2J`, `]52;c;…`). A stray or unclosed ESC goes alone, with the control characters, so it
+# cannot swallow the rest of a page.
+_ESCAPE_START_RE = re.compile("[\x1b\x90\x98\x9b\x9d\x9e\x9f]")
+_ESCAPE_SEQUENCE_RE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]{0,1024}(?:\x07|\x1b\\|\x9c)")
 _BR = "\ue000"  # private marker for a hard line break inside inline text (stripped from input)
 _INLINE_WS_RE = re.compile(r"[ \t\n\r\f\v\xa0]+")
 _BR_RE = re.compile(r" ?\ue000 ?")
@@ -52,9 +61,13 @@ _MANY_NL_RE = re.compile(r"\n{3,}")
 
 
 def _clean(text: str) -> str:
-    """Strip control characters (keeping \\n and \\t) after normalising line ends."""
+    """Strip terminal escape sequences whole (an ESC stripped alone would leave `]52;c;…` or
+    `[2J` behind as text), then control characters (keeping \\n and \\t), after normalising
+    line ends."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if _ESCAPE_START_RE.search(text):
+        text = _ESCAPE_SEQUENCE_RE.sub("", text)
     return _CONTROL_RE.sub("", text)
 
 
@@ -142,6 +155,11 @@ def decode_body(body: bytes, content_type_header: str | None) -> str:
         return bytes(body or b"").decode("utf-8", errors="replace")
 
 
+# How much more "chaos" (charset-normalizer's mess ratio) cp1252 may show than the best guess
+# and still win: the few letters in which the Western single-byte charsets differ.
+NEAR_TIE_CHAOS = 0.02
+
+
 def _decode(body: bytes, content_type_header: str | None) -> str:
     if not body:
         return ""
@@ -183,8 +201,11 @@ def _decode(body: bytes, content_type_header: str | None) -> str:
         # (cp1251 Russian comes out as mac_greek): use them only when nothing else fits.
         matches = [m for m in matches if not m.encoding.startswith("mac_")] or matches
         guess = matches[0].encoding if matches else None
-        for match in matches:  # on a tie, the web's most common legacy charset wins
-            tied = (match.chaos, match.coherence) == (matches[0].chaos, matches[0].coherence)
+        for match in matches:  # on a (near) tie, the web's most common legacy charset wins
+            # Western text differs between the single-byte charsets in a few letters only, so their
+            # scores come close: Latin-1 "crème brûlée" came out first as cp1257 "crčme brūlée".
+            tied = (match.chaos - matches[0].chaos <= NEAR_TIE_CHAOS
+                    and match.coherence >= matches[0].coherence)
             if tied and "cp1252" in (match.encoding, *match.could_be_from_charset):
                 guess = "cp1252"
                 break

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from copilot.config import Settings
 from copilot.events import SearchResult
@@ -54,6 +54,7 @@ SEARXNG_MAX_BYTES = 4_000_000
 TITLE_MAX = 300
 SNIPPET_MAX = 1000
 MIN_ATTEMPT = 0.2  # don't start a retry with less time than this left
+ALL_FAILED = " — answering from the other sources"  # ends the warning when no engine answered
 
 Warn = Callable[[str], None]
 
@@ -125,7 +126,7 @@ async def search(query: str, settings: Settings, *, on_warning: Warn | None = No
         if failures:
             warn(f"{'; '.join(failures)}")
         return [], empty_from
-    warn(f"{'; '.join(failures)} — answering from the other sources")
+    warn(f"{'; '.join(failures)}{ALL_FAILED}")
     return [], ""
 
 
@@ -301,7 +302,9 @@ def _safe_url(url: str) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return None
-    return url
+    # Bidi overrides and invisible characters would make the shown URL differ from the real one:
+    # percent-encoded, the URL names the same resource and shows what it is.
+    return _INVISIBLE.sub(lambda m: quote(m.group()), url)
 
 
 def _url_key(url: str) -> str:

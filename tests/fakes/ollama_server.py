@@ -8,8 +8,9 @@ Use it with the official `ollama` client (or httpx) exactly as the product does:
 
 Behaviour copied from Ollama's observable protocol (not its code): NDJSON streaming on
 /api/chat and /api/generate, `{"error": ...}` bodies with real status codes, names without a tag
-meaning `:latest`, prompts longer than `num_ctx` silently truncated (reported through
-`prompt_eval_count`), and `num_predict` cutting the answer with `done_reason: "length"`.
+meaning `:latest`, `num_ctx` lowered to the model's `context_length`, prompts longer than
+`num_ctx` silently truncated (reported through `prompt_eval_count`, and listed in `.truncated`
+for tests), and `num_predict` cutting the answer with `done_reason: "length"`.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class FakeOllama(LoopbackServer):
         self.first_token_delay = 0.0
         self.die_after: int | None = None
         self.default_num_ctx = 4096  # Ollama's default when options.num_ctx is not set
+        self.truncated: list[dict] = []  # prompts cut silently: {"prompt_tokens", "num_ctx"}
         self._reply: Reply = "This is a reply from the fake model."
         self._failures: list[tuple[int, str]] = []
         self._fail_paths: tuple[str, ...] = ()
@@ -284,7 +286,12 @@ class FakeOllama(LoopbackServer):
             prompt = str(body.get("system") or "") + str(body.get("prompt") or "")
         options = body.get("options") or {}
         num_ctx = int(options.get("num_ctx") or self.default_num_ctx)
-        prompt_tokens = min(estimate_tokens(prompt), num_ctx)  # Ollama truncates silently
+        # Ollama lowers num_ctx to the context the model was trained for ("requested context size
+        # too large for model"), then truncates a longer prompt silently.
+        num_ctx = min(num_ctx, int(info.get("context_length") or num_ctx))
+        prompt_tokens = min(estimate_tokens(prompt), num_ctx)
+        if estimate_tokens(prompt) > num_ctx:
+            self.truncated.append({"prompt_tokens": estimate_tokens(prompt), "num_ctx": num_ctx})
 
         tokens = self._tokens_for(body)
         done_reason = "stop"

@@ -43,6 +43,7 @@ class LoopbackWeb(LoopbackServer):
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.search_calls = 0
         self.search_queries: list[str] = []
+        self.search_times: list[float] = []  # time.monotonic() of each search call
         self.search_delay = 0.0  # seconds before a search endpoint answers
         self.searxng_json = True  # False: answer 403 to format=json, as SearXNG does by default
         self._searches: list[tuple[str | None, list[dict]]] = []
@@ -137,6 +138,7 @@ class LoopbackWeb(LoopbackServer):
         with self._slock:
             self.search_calls += 1
             self.search_queries.append(query)
+            self.search_times.append(time.monotonic())
             failure = self._failures.pop(0) if self._failures else None
         if self.search_delay:
             time.sleep(self.search_delay)
