@@ -191,7 +191,8 @@ def test_injected_page_text_stays_inside_its_source_block(capsys, monkeypatch, e
         assert words not in outside, words
     assert not re.search(r"(?m)^\[9\] ", user["content"])  # the fake header line is not a header
     assert "<question>" not in user["content"]  # nor a question of ours
-    assert user["content"].rstrip().endswith(prompting.CITE_INSTRUCTION)  # our words come last
+    # our words close the message: the instruction, then the question
+    assert user["content"].rstrip().endswith(prompting.CITE_INSTRUCTION + "\n\nQuestion: " + QUESTION)
 
 
 def test_the_model_has_no_tools_and_its_reply_is_only_printed(capsys, monkeypatch, env, ollama, web) -> None:
