@@ -20,6 +20,9 @@ Each question of a QA.jsonl file (the format of `copilot eval retrieval`, read b
   carried as `Answer.prompt_tokens`); None when it reported none.
 - `first_token_p50_s`, `total_p50_s`: medians of the answers' timings.
 
+Each row also keeps the answer's sources (number, title, where, passage) and, per citation, the
+claim it was judged on, so anyone can check a support mark against its passage.
+
 A question whose ask raises a CopilotError keeps its row with `error` set and counts as a failure
 in every rate (its plain results are still judged: they do not depend on the model).
 """
@@ -95,6 +98,13 @@ async def _ask_one(question: str, settings: Settings, use_web: bool
     return None, results, sources, CopilotError("the answer never finished")
 
 
+def _citations_json(text: str, cites: Sequence) -> list[dict]:
+    """Each citation with the claim it was judged on, so a reader can check the support marks."""
+    from copilot.support import claims_for
+
+    return [{**c.to_json(), "claim": claim} for c, claim in zip(cites, claims_for(text, cites), strict=True)]
+
+
 def _rate(flags: Sequence[bool | None]) -> float | None:
     judged = [f for f in flags if f is not None]
     return round(sum(judged) / len(judged), 4) if judged else None
@@ -131,7 +141,8 @@ def run_answers_eval(questions: Sequence[Question], settings: Settings, *, use_w
         row = {
             "id": q.id, "question": q.question, "answer": text,
             "must_contain_ok": must_ok, "plain_top3_ok": contains_all(plain, q.must_contain),
-            "cited": bool(valid), "citations": [c.to_json() for c in cites],
+            "cited": bool(valid), "citations": _citations_json(text, cites),
+            "sources": [{"n": s.n, "title": s.title, "where": s.where, "text": s.text} for s in sources],
             "prompt_tokens": None, "first_token_s": None, "total_s": None,
             "error": error.one_line() if error else None,
         }

@@ -18,7 +18,7 @@ pytest_plugins = ["tests.fixtures_models"]
 
 KEYS = ["n", "model", "must_contain_rate", "plain_top3_rate", "cited_answer_rate", "valid_citation_rate",
         "supported_citation_rate", "prompt_tokens_mean", "first_token_p50_s", "total_p50_s", "rows"]
-ROW_KEYS = ["id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations",
+ROW_KEYS = ["id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations", "sources",
             "prompt_tokens", "first_token_s", "total_s", "error"]
 
 
@@ -93,6 +93,11 @@ def test_rates_over_a_real_index(env, ollama, web, indexed, tmp_path: Path) -> N
     assert [rows[i]["plain_top3_ok"] for i in ("merge", "undo", "other")] == [True, True, False]
     assert out["plain_top3_rate"] == pytest.approx(2 / 3, abs=1e-4)
     supported = rows["merge"]["citations"][0]["supported"]
+    # each citation keeps the claim it was judged on, each row the passages the model was given
+    merge = rows["merge"]
+    assert merge["citations"][0]["claim"] and merge["citations"][0]["claim"] in merge["answer"]
+    cited = next(s for s in merge["sources"] if s["n"] == merge["citations"][0]["n"])
+    assert cited["title"] and cited["text"]
     assert out["supported_citation_rate"] == (1.0 if supported else 0.0)
     assert all(r["error"] is None and r["prompt_tokens"] > 0 and r["total_s"] > 0 for r in out["rows"])
     assert out["prompt_tokens_mean"] == pytest.approx(sum(r["prompt_tokens"] for r in out["rows"]) / 3, abs=0.1)
