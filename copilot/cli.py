@@ -172,6 +172,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             print("\ncopilot: cancelled; the next `copilot index` finishes the cleanup", file=sys.stderr)
             return 128 + (stop.signum or signal.SIGINT)
     signum = stop.signum if report.interrupted else None
+    for note in report.notes:
+        print(f"copilot: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
     else:

@@ -67,3 +67,15 @@ class IndexUnavailable(CopilotError):
     """The local index cannot be opened: a Chroma server that does not answer, a damaged folder."""
 
     exit_code = 8
+
+
+class IndexDamaged(IndexUnavailable):
+    """The index's files cannot be read as an index: damaged, or made by another version.
+    Nothing is changed; `copilot index --rebuild` sets them aside (renamed, never deleted)."""
+
+
+class IndexWriteFailed(CopilotError):
+    """Writing the index failed part-way (a full disk, a read-only folder): what was finished is
+    kept and the next `copilot index` finishes the rest."""
+
+    exit_code = 74  # EX_IOERR

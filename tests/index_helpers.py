@@ -7,6 +7,8 @@ import hashlib
 import re
 import shutil
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,32 @@ def manifest_state(settings: Settings) -> dict:
         }
     finally:
         conn.close()
+
+
+def committed_files(data: Path) -> int:
+    """Files the manifest under data dir `data` has committed (0 while there is none)."""
+    from copilot.index.manifest import manifest_path
+
+    path = manifest_path(data)
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def wait_for_files(proc: subprocess.Popen, data: Path, n: int, timeout: float = 60) -> None:
+    """Wait until the running `copilot index` `proc` has committed `n` files (bounded)."""
+    deadline = time.monotonic() + timeout
+    while committed_files(data) < n:
+        assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no file was committed in time"
+        time.sleep(0.02)
 
 
 def copy_tree(src: Path, dest: Path) -> Path:

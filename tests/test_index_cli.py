@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,8 +17,15 @@ import pytest
 from copilot.config import Settings
 from copilot.index.indexer import run_index
 from copilot.index.local import LocalIndex
-from copilot.index.manifest import WriterLock, index_dir, manifest_path
-from tests.index_helpers import CountingEmbedder, chroma_ids, manifest_state, write_pages
+from copilot.index.manifest import WriterLock, index_dir
+from tests.index_helpers import (
+    CountingEmbedder,
+    chroma_ids,
+    committed_files,
+    manifest_state,
+    wait_for_files,
+    write_pages,
+)
 
 pytest_plugins = ["tests.fixtures_models"]
 
@@ -56,28 +62,6 @@ def settings_for(data: Path) -> Settings:
     from copilot.config import load_settings
 
     return load_settings({"data_dir": str(data)})
-
-
-def committed_files(data: Path) -> int:
-    path = manifest_path(data)
-    if not path.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
-
-
-def wait_for_files(proc: subprocess.Popen, data: Path, n: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while committed_files(data) < n:
-        assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
-        assert time.monotonic() < deadline, "no file was committed in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ cleaned as in step 1, and the report so far is returned with `interrupted` set.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -39,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from copilot.errors import EmbedderMismatch, UsageError
-from copilot.index.manifest import Manifest, WriterLock, index_dir, manifest_path
+from copilot.errors import EmbedderMismatch, IndexDamaged, IndexUnavailable, IndexWriteFailed, UsageError
+from copilot.index.manifest import REBUILD_HINT, Manifest, WriterLock, index_dir, manifest_path, set_aside
 from copilot.index.store import HEADING_SEP, REINDEX_HINT, ChromaStore, chroma_dir, chunk_metadata
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class IndexReport:
     stored: int = 0  # chunks written by this run
     interrupted: bool = False
     opened_store: bool = False  # whether Chroma was opened at all
+    notes: list[str] = field(default_factory=list)  # what the user must know, e.g. files set aside
 
     def to_json(self) -> dict[str, Any]:
         """The `copilot index --json` object."""
@@ -264,7 +266,21 @@ class Indexer:
     def rebuild(self) -> None:
         with self.m.transaction():
             self.m.set_meta("rebuild_pending", "1")
-        ChromaStore.drop(self.settings)
+        try:
+            ChromaStore.drop(self.settings, self.m.index_id)
+        except IndexUnavailable:
+            folder = chroma_dir(self.settings.data_path)
+            if self.settings.chroma_url or not folder.exists():
+                raise
+            # An embedded Chroma folder that cannot even be opened: the user asked to start over,
+            # so it goes aside, whole, and a new one is made.
+            try:
+                aside = set_aside(folder)
+            except OSError:
+                raise IndexUnavailable(f"cannot open {folder}, nor set it aside",
+                                       "check the permissions of the data dir") from None
+            self.report.notes.append(f"the Chroma folder could not be opened and was moved to {aside} "
+                                     "(delete it once the new index works)")
         with self.m.transaction():
             self.m.clear_all()
             self.m.del_meta("rebuild_pending")
@@ -299,6 +315,9 @@ class Indexer:
         seen: set[str] = set()
         candidates: list[tuple[Any, str]] = []
         for item in walk(roots, follow_outside=follow_outside, max_bytes=self.settings.index_max_file_bytes):
+            if self._stopping():  # nothing written yet: stop at once
+                self.report.interrupted = True
+                return self.report
             path = os.path.abspath(str(item.path))
             if isinstance(item, Candidate):
                 if path not in seen:
@@ -313,6 +332,9 @@ class Indexer:
             for r in roots:
                 known.update(self.m.files_under(str(r)))
             todo, touched, same = self._plan(candidates, known)
+            if self._stopping():
+                self.report.interrupted = True
+                return self.report
             removed = sorted(p for p in known if p not in seen)
             work = bool(todo or removed)
             if not work and not self.settings.chroma_url and known and \
@@ -364,6 +386,8 @@ class Indexer:
         touched: list[_File] = []
         same: list[Any] = []
         for c, root in candidates:
+            if self._stopping():  # hashing changed files can take long; the caller stops
+                break
             path = os.path.abspath(str(c.path))
             row = known.get(path)
             if row is not None:
@@ -579,9 +603,12 @@ def run_index(roots: Sequence[str | os.PathLike[str]], settings: Settings, *, re
 
         embedder = make_embedder(settings)
     folder = index_dir(settings.data_path)
-    with WriterLock(folder, wait=wait, stop=stop):
-        m = Manifest.open(manifest_path(settings.data_path))
+    mpath = manifest_path(settings.data_path)
+    with _manifest_errors(mpath), WriterLock(folder, wait=wait, stop=stop):
+        notes: list[str] = []
+        m = _open_manifest(mpath, rebuild, notes)
         indexer = Indexer(settings, m, embedder, batch_size=batch_size, on_progress=on_progress, stop=stop)
+        indexer.report.notes.extend(notes)
         try:
             if rebuild:
                 # Starting over covers every indexed folder, not only the ones named now.
@@ -600,6 +627,52 @@ def run_index(roots: Sequence[str | os.PathLike[str]], settings: Settings, *, re
     return report
 
 
+def _open_manifest(path: Path, rebuild: bool, notes: list[str]) -> Manifest:
+    """The manifest for a writer. With `rebuild`, one that is damaged or of another version is
+    set aside (renamed, never deleted) and a new one started; without, that is an IndexDamaged
+    error and nothing is touched."""
+    try:
+        return Manifest.open(path)
+    except IndexDamaged as e:
+        if not rebuild:
+            raise
+        reason = e.message
+    try:
+        aside = set_aside(path)
+    except OSError as err:
+        raise IndexUnavailable(f"{reason}, and it cannot be set aside ({err.strerror or err})",
+                               "check the permissions of the data dir") from None
+    notes.append(f"{reason}: moved it to {aside} and started a new one; only the folders named "
+                 "now are indexed (delete the old file once the new index works)")
+    return Manifest.open(path)
+
+
+@contextlib.contextmanager
+def _manifest_errors(mpath: Path, *, writing: bool = True) -> Iterator[None]:
+    """SQLite and OS failures, as one line the user can act on. A writer loses nothing: pending
+    files are cleaned up by the next run (see the module docstring)."""
+    import errno
+    import sqlite3
+
+    hint = ("check free disk space and that the data dir is writable; what was finished is kept and "
+            "the next `copilot index` finishes the rest")
+    try:
+        yield
+    except sqlite3.OperationalError as e:  # disk full, I/O error, read-only: the write failed
+        if not writing:
+            raise IndexUnavailable(f"cannot read the index manifest {mpath} ({e})",
+                                   "check the data dir (COPILOT_DATA_DIR) and its permissions") from None
+        raise IndexWriteFailed(f"could not write the index manifest {mpath} ({e})", hint) from None
+    except sqlite3.DatabaseError as e:
+        if type(e) is not sqlite3.DatabaseError:  # IntegrityError and the like: a bug, not damage
+            raise
+        raise IndexDamaged(f"the index manifest {mpath} is damaged ({e})", REBUILD_HINT) from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO, errno.EROFS):
+            raise
+        raise IndexWriteFailed(f"could not write the index in {mpath.parent} ({e.strerror or e})", hint) from None
+
+
 @dataclass
 class SourceInfo:
     root: str
@@ -615,7 +688,10 @@ def list_sources(settings: Settings) -> list[SourceInfo]:
         return []
     m = Manifest.open(path, create=False)
     try:
-        return [SourceInfo(r.path, r.files, r.chunks, r.added_at) for r in m.roots()]
+        if not m.is_sound():  # cheap (~25 ms for 30 MB), and where a user looks first
+            raise IndexDamaged(f"the index manifest {path} is damaged (SQLite's check of it failed)", REBUILD_HINT)
+        with _manifest_errors(path, writing=False):
+            return [SourceInfo(r.path, r.files, r.chunks, r.added_at) for r in m.roots()]
     finally:
         m.close()
 
@@ -626,7 +702,7 @@ def remove_source(root: str | os.PathLike[str], settings: Settings, *, wait: flo
     name = str(root)
     if not path.is_file():
         raise UsageError(f"not an indexed folder: {name}", "the index is empty")
-    with WriterLock(index_dir(settings.data_path), wait=wait):
+    with _manifest_errors(path), WriterLock(index_dir(settings.data_path), wait=wait):
         m = Manifest.open(path)
         try:
             known = {r.path for r in m.roots()}

@@ -79,7 +79,7 @@ class LocalIndex:
             return 0
         try:
             return m.chunk_count()
-        except sqlite3.Error:
+        except sqlite3.OperationalError:  # busy or unreadable for now; damage is raised, not hidden as "empty"
             return 0
 
     def is_empty(self) -> bool:

@@ -44,12 +44,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from copilot.errors import IndexLocked, IndexUnavailable
+from copilot.errors import IndexDamaged, IndexLocked, IndexUnavailable
 
 SCHEMA = 1
 FTS_TOKENIZER = "unicode61 remove_diacritics 2"
 MANIFEST_NAME = "manifest.sqlite"
 LOCK_NAME = "write.lock"
+REBUILD_HINT = ("`copilot index --rebuild PATH...` sets it aside (renamed, not deleted) and builds the "
+                "index again")
 
 # Columns of `chunks` after rowid, in insert order.
 CHUNK_COLUMNS = ("id", "source_path", "text_hash", "text", "heading", "title", "url", "site", "kind",
@@ -114,6 +116,23 @@ def index_dir(data_path: Path) -> Path:
     return data_path / "index"
 
 
+def set_aside(path: Path) -> Path:
+    """Rename a damaged or foreign index file or folder to `<name>.old-<time>` beside it (with a
+    SQLite file's -wal and -shm companions) and return the new path. Never deletes anything."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.old-{stamp}-{n}")
+        n += 1
+    path.rename(target)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            companion.rename(target.with_name(target.name + suffix))
+    return target
+
+
 def manifest_path(data_path: Path) -> Path:
     return index_dir(data_path) / MANIFEST_NAME
 
@@ -161,30 +180,41 @@ class Manifest:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.is_file():
             raise FileNotFoundError(path)
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
             # INSERT OR REPLACE must fire the delete trigger that keeps the FTS index in step.
             conn.execute("PRAGMA recursive_triggers = ON")
+            m = cls(conn, path)
+            # Before anything writes: a manifest of another version, or a damaged one, is refused
+            # unchanged (even the switch to WAL below rewrites the file's header). A writer checks
+            # every page (~25 ms for 30 MB); a reader finds damage when it reads it.
+            m._check_schema()
+            if create and not m.is_sound():
+                raise IndexDamaged(f"the index manifest {path} is damaged (SQLite's check of it failed)",
+                                   REBUILD_HINT)
             if create:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            m = cls(conn, path)
             if create:
                 m._create()
-            else:
-                m._check_schema()
-        except sqlite3.DatabaseError as e:
-            raise IndexUnavailable(f"the index manifest {path} cannot be read: {e}",
-                                   "run `copilot index --rebuild PATH...` to start the index over") from None
+        except IndexUnavailable:
+            if conn is not None:
+                conn.close()
+            raise
+        except sqlite3.OperationalError as e:  # cannot open, I/O error, locked: not damage
+            if conn is not None:
+                conn.close()
+            raise IndexUnavailable(f"the index manifest {path} cannot be opened: {e}",
+                                   "check the data dir (COPILOT_DATA_DIR), its permissions and free space") from None
+        except sqlite3.DatabaseError as e:  # not a database, or a damaged one
+            if conn is not None:
+                conn.close()
+            raise IndexDamaged(f"the index manifest {path} is damaged ({e})", REBUILD_HINT) from None
         return m
 
     def _create(self) -> None:
-        schema = self._schema_of_file()
-        if schema is not None and schema != SCHEMA:
-            raise IndexUnavailable(f"the index in {self.path.parent} was made by another version of copilot "
-                                   f"(schema {schema}, this one reads {SCHEMA})",
-                                   "run `copilot index --rebuild PATH...` to build it again")
         self._script(_TABLES + _fts_ddl(FTS_TOKENIZER))
         with self.transaction():
             if self.get_meta("schema") is None:
@@ -203,17 +233,35 @@ class Manifest:
             raise
 
     def _schema_of_file(self) -> int | None:
+        """The schema version the file records; None for a new, empty database. A database with
+        tables but no version (an older layout, or not ours) is -1."""
         try:
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        except sqlite3.OperationalError:  # no meta table yet
+        except sqlite3.OperationalError:  # no meta table
+            tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            return -1 if tables else None
+        if row is None:
             return None
-        return int(row[0]) if row else None
+        try:
+            return int(row[0])
+        except ValueError:
+            return -1
 
     def _check_schema(self) -> None:
         schema = self._schema_of_file()
         if schema is not None and schema != SCHEMA:
-            raise IndexUnavailable(f"the index in {self.path.parent} was made by another version of copilot",
-                                   "run `copilot index --rebuild PATH...` to build it again")
+            made = "an unknown version" if schema < 0 else f"schema {schema}"
+            raise IndexDamaged(f"the index in {self.path.parent} was made by another version of copilot "
+                               f"({made}; this one reads schema {SCHEMA})", REBUILD_HINT)
+
+    def is_sound(self) -> bool:
+        """SQLite's quick check of every page (~25 ms for 30 MB): writers and `copilot sources` run
+        it before anything else; readers find damage when they read it."""
+        try:
+            rows = self.conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError:
+            return False
+        return rows == [("ok",)]
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -225,7 +273,11 @@ class Manifest:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): then ROLLBACK itself
+            # fails, and that error must not hide the one that matters.
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
 
@@ -372,12 +424,12 @@ class Manifest:
         self.conn.executemany("DELETE FROM pending WHERE path = ?", ((p,) for p in paths))
 
     def clear_all(self) -> None:
-        """Forget every file and chunk and take a new index id (the roots stay)."""
+        """Forget every file and chunk (the roots and the index id stay: the id names the Chroma
+        collection this manifest goes with, which the caller has just made or dropped)."""
         self.conn.execute("DELETE FROM chunks")
         self.conn.execute("DELETE FROM files")
         self.conn.execute("DELETE FROM pending")
         self.conn.execute("DELETE FROM meta WHERE key = 'embedder'")
-        self.set_meta("index_id", uuid.uuid4().hex)
 
     def rebuild_fts(self, tokenizer: str = FTS_TOKENIZER) -> None:
         """Re-make the keyword index from the stored text, optionally with another tokenizer."""

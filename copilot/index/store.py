@@ -91,8 +91,21 @@ def connect(settings: Settings) -> Any:
     try:
         return chromadb.PersistentClient(path=str(folder), settings=_settings_obj())
     except Exception as e:  # noqa: BLE001
+        _forget_failed_system(folder)
         raise IndexUnavailable(f"cannot open {_describe(settings)} ({_first_line(e)})",
                                "run `copilot index --rebuild PATH...` to build it again") from None
+
+
+def _forget_failed_system(folder: Path) -> None:
+    """chromadb caches one System per path, even one whose start failed (a damaged folder): later
+    opens of that path in this process would get the broken one. Drop it, so that the next open
+    (after `--rebuild` set the folder aside, or in a long-running TUI) really tries again."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient._identifier_to_system.pop(str(folder), None)
+    except (ImportError, AttributeError):  # another chromadb layout: nothing cached to drop
+        pass
 
 
 def _first_line(e: BaseException) -> str:
