@@ -6,6 +6,17 @@ MiniLM model, FTS5 bm25, fusion), after one warm-up, for hybrid / keyword / dens
 with one LocalIndex reused across questions (what `copilot eval` does).
 
     COPILOT_DATA_DIR=/tmp/copilot-100k COPILOT_EMBED_MODEL_DIR=... .venv/bin/python bench/scale_100k.py
+
+`--memory` measures resident memory instead (issue 5: under 300 MB with a 100k index open):
+
+* where it goes: a fresh process takes the steps of a first question one at a time (import
+  chromadb, open the client and collection, first kNN query = HNSW load, load the embedder, embed
+  a query, keyword query, hybrid query) and reads /proc/self/smaps_rollup after each, with
+  `malloc_trim(0)` first so that memory freed by a step is not counted as held;
+* the app: `copilot` (the TUI) in a tmux pane against a FakeOllama, scope local, three questions;
+  VmRSS / VmHWM of every process in the pane's tree (the app starts no others) after launch and
+  after each answer, and the largest mappings at the end (/proc/PID/smaps);
+* `copilot ask --no-web`: its peak (ru_maxrss of the child).
 """
 
 from __future__ import annotations
@@ -61,11 +72,167 @@ def pct(values: list[float], p: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
+# --- resident memory ------------------------------------------------------------------------------
+
+STEPS = r"""
+import ctypes, json, os, sys
+trim = ctypes.CDLL("libc.so.6").malloc_trim
+
+def step(name):
+    trim(0)  # memory freed by the step is not held
+    kb = {}
+    for line in open("/proc/self/smaps_rollup"):
+        parts = line.split()
+        if parts[0] in ("Rss:", "Anonymous:"):
+            kb[parts[0][:-1]] = int(parts[1])
+    print(json.dumps({"step": name, "rss": kb["Rss"] / 1024, "anon": kb["Anonymous"] / 1024}), flush=True)
+
+step("interpreter")
+import numpy as np
+step("import numpy")
+import chromadb
+step("import chromadb")
+from copilot.config import load_settings
+from copilot.index.local import LocalIndex
+from copilot.index.store import ChromaStore
+from copilot.retrieval import hybrid_search
+settings = load_settings()
+step("import copilot (config, index, retrieval)")
+store = ChromaStore.open_for_read(settings)
+step("Chroma client + collection")
+vector = np.ones(384, dtype=np.float32) / np.sqrt(384)
+store.query(vector, 18)
+step("first kNN query (HNSW index loaded)")
+index = LocalIndex.open(settings)
+index.embedder.prepare()
+step("embedder loaded (ONNX session, tokenizer)")
+index.embedder.embed_query("how does functools.lru_cache work")
+step("one query embedded")
+hybrid_search("how does functools.lru_cache work", settings, 10, mode="keyword", index=index)
+step("keyword query (manifest FTS5)")
+hybrid_search("asyncio.run cannot be called from a running event loop", settings, 10, index=index)
+step("hybrid query (the engine's call)")
+"""
+
+
+def _status_mib(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            todo.extend(int(c) for c in children)
+    return out
+
+
+def _largest_mappings(pid: int, n: int = 8) -> list[tuple[str, float]]:
+    import re
+
+    sizes: dict[str, int] = {}
+    name = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            parts = line.split()
+            name = Path(parts[5]).name if len(parts) > 5 and parts[5].startswith("/") else \
+                (parts[5] if len(parts) > 5 else "[anonymous]")
+        elif line.startswith("Rss:"):
+            sizes[name] = sizes.get(name, 0) + int(line.split()[1])
+    return [(k, v / 1024) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:n]]
+
+
+def memory(settings) -> None:
+    import json
+    import re
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from tui import Pane, copilot_exe  # bench/tui.py
+
+    from tests.fakes import FakeOllama
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    print(f"load average {os.getloadavg()[0]:.1f}; index {settings.data_path}\n")
+    print("| step (fresh process, malloc_trim before each reading) | RSS MiB | of which anonymous | step adds |")
+    print("|---|---:|---:|---:|")
+    out = subprocess.run([sys.executable, "-c", STEPS], env=env, capture_output=True, text=True, check=True).stdout
+    last = 0.0
+    for line in out.splitlines():
+        row = json.loads(line)
+        print(f"| {row['step']} | {row['rss']:.0f} | {row['anon']:.0f} | {row['rss'] - last:+.0f} |")
+        last = row["rss"]
+
+    ollama = FakeOllama().start()
+    ollama.token_delay = 0.002
+    ollama.reply_with("Use functools.lru_cache on a pure function [1]. DONEMARK")
+    pane = Pane("copilot-rss100k")
+    app_env = {k: v for k, v in os.environ.items() if k.startswith(("COPILOT_", "MALLOC_"))}
+    app_env.update(OLLAMA_HOST=ollama.host, COPILOT_SEARCH_ENGINE="none", TERM="xterm-256color",
+                   HOME=os.environ.get("HOME", "/tmp"))
+    try:
+        pane.start(copilot_exe(), app_env)
+        pane.wait_for(lambda s: "Ask a developer question" in s, timeout=30)
+        pid = pane.pid()
+        pane.wait_for(lambda s: re.search(r"index [\d,]+", s) is not None, timeout=30)  # the warm-up read it
+        time.sleep(3.0)  # the warm-up thread (imports, Chroma's import when there is an index)
+
+        def total() -> tuple[float, float]:
+            rows = [_status_mib(p) for p in _tree(pid)]
+            return sum(r["VmRSS"] for r in rows), sum(r["VmHWM"] for r in rows)
+
+        rows = [("launched, warm-up done", *total())]
+        for i, q in enumerate(QUERIES[:3], 1):
+            pane.send(q, literal=True)
+            pane.wait_for(lambda s, q=q: q[:30] in s, timeout=10)
+            pane.send("Enter")
+            pane.wait_for(lambda s, i=i: s.count("DONEMARK") >= i, timeout=120)
+            time.sleep(2.0)  # the collection and trim after an answer (0.5 s after it)
+            rows.append((f"after answer {i}", *total()))
+        print("\n| the app (tmux, scope local) | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|")
+        for label, rss, hwm in rows:
+            print(f"| {label} | {rss:.0f} | {hwm:.0f} |")
+        print("\nLargest mappings after answer 3 (RSS MiB): " +
+              ", ".join(f"{name} {mib:.0f}" for name, mib in _largest_mappings(pid)))
+    finally:
+        pane.kill()
+        ollama.stop()
+
+    ollama = FakeOllama().start()
+    ollama.reply_with("Use functools.lru_cache [1].")
+    try:
+        # A fresh parent whose only child is `copilot ask`: its ru_maxrss is that child's peak.
+        measure = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+                   "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", measure, str(Path(sys.executable).parent / "copilot"), "ask",
+                              "--json", "--no-web", QUERIES[0]],
+                             env={**os.environ, "OLLAMA_HOST": ollama.host, "COPILOT_SEARCH_ENGINE": "none"},
+                             capture_output=True, text=True, check=True).stdout
+        print(f"\n`copilot ask --json --no-web` peak RSS (ru_maxrss): {int(out.split()[-1]) / 1024:.0f} MiB")
+    finally:
+        ollama.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=1, help="passes over the 30 queries")
+    ap.add_argument("--memory", action="store_true", help="measure resident memory instead of latency")
     args = ap.parse_args()
+    if args.memory:
+        from copilot.config import load_settings
+
+        memory(load_settings())
+        return
 
     from copilot.config import load_settings
     from copilot.index.local import LocalIndex

@@ -580,3 +580,84 @@ async def test_warm_up_and_background_start(env, ollama) -> None:
         await until(pilot, lambda: app.status_bar.info.model_state == "ok", what="the Ollama check")
         assert "ollama" in sys.modules and "httpx" in sys.modules
         assert app.status_bar.info.model == "qwen2.5-coder:1.5b" and app.status_bar.info.model_auto
+
+
+# --- staying responsive, and lean ------------------------------------------------------------------
+
+
+async def test_typing_repaints_the_input_without_a_screen_layout(env) -> None:
+    """Textual's Input changes its virtual size with every key, which re-laid out the whole
+    screen per key (7-25 ms with answers on screen); the ask input needs only a repaint."""
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.warm_at is not None, what="the warm-up")
+        await pilot.pause()
+        layouts = 0
+        refresh_layout = app.screen._refresh_layout
+
+        def counting(*args, **kwargs):
+            nonlocal layouts
+            layouts += 1
+            return refresh_layout(*args, **kwargs)
+
+        app.screen._refresh_layout = counting
+        await pilot.press(*"lru cache")
+        await pilot.pause()
+        assert app.ask_input.value == "lru cache"
+        assert layouts == 0
+        # Longer than the input: it still scrolls to keep the cursor in view.
+        app.ask_input.value = "how does functools.lru_cache decide what to evict " * 3
+        await pilot.press("end", "x")
+        await pilot.pause()
+        field = app.ask_input
+        assert field.max_scroll_x > 0 and field.scroll_x == field.max_scroll_x
+        await pilot.press("home")
+        await pilot.pause()
+        assert field.scroll_x == 0
+
+
+async def test_streaming_redraws_yield_to_keys(env, ollama, web, site) -> None:
+    from copilot.tui.widgets import answer as answer_mod
+
+    ollama.token_delay = 0.02
+    ollama.reply_with(LONG_REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await until(pilot, lambda: len(exchange.state.text) > 20)
+        before = app.last_input_at
+        await pilot.press("a")
+        assert app.last_input_at > before  # keys reach the app's clock
+        view = exchange.answer
+        now = time.monotonic()
+        app.last_input_at, view._last = now, now - 0.01
+        assert 0 < view._key_wait(now) <= answer_mod.KEY_GRACE  # a key just now: the redraw waits
+        view._last = now - answer_mod.MAX_DEFER
+        assert view._key_wait(now) == 0  # but not past MAX_DEFER since the last redraw
+        app.last_input_at = now - answer_mod.KEY_GRACE
+        view._last = now
+        assert view._key_wait(now) == 0  # an old key holds nothing back
+        await answered(app, pilot, exchange)
+        assert "word299 [" in exchange.answer.shown_markdown  # the final text is on screen
+
+
+async def test_freed_memory_is_returned_after_an_answer(env, ollama, web, site, monkeypatch) -> None:
+    import copilot.tui.app as app_mod
+
+    calls: list[float] = []
+    monkeypatch.setattr(app_mod, "GC_AFTER_ANSWER", 0.01)
+    monkeypatch.setattr(app_mod, "release_free_memory", lambda: calls.append(time.monotonic()) or True)
+    ollama.reply_with(REPLY)
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        await answered(app, pilot, exchange)
+        await until(pilot, lambda: calls, what="the trim after the answer")
+
+
+def test_release_free_memory_is_safe_to_call() -> None:
+    from copilot.tui.memory import release_free_memory
+
+    assert release_free_memory() in (True, False)
+    if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):
+        assert release_free_memory() is True  # glibc has malloc_trim

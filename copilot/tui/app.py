@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -23,6 +24,7 @@ from textual.content import Content
 from textual.widgets import Footer, Input
 
 from copilot.errors import CopilotError
+from copilot.tui.memory import release_free_memory
 from copilot.tui.services import Services
 from copilot.tui.state import (
     ERROR_MODEL_STATES,
@@ -34,6 +36,7 @@ from copilot.tui.state import (
     ExchangeState,
     search_health,
 )
+from copilot.tui.widgets.ask import AskInput
 from copilot.tui.widgets.comparison import (
     ComparisonPanel,
     CopyTextRequested,
@@ -106,6 +109,7 @@ class CopilotApp(App[None]):
         self.ready_at: float | None = None  # perf_counter() when the input was first drawn
         self.warm_at: float | None = None  # perf_counter() when the background imports finished
         self.current: ExchangeState | None = None  # the question in flight
+        self.last_input_at = float("-inf")  # time.monotonic() of the last key or scroll (answers yield to it)
         self._ask_worker = None
         self._panel_timer = None
         self._save_lock = asyncio.Lock()
@@ -114,7 +118,7 @@ class CopilotApp(App[None]):
         self._gc_timer = None
         self._recheck_timer = None
         self.conversation = Conversation(id="conversation")
-        self.ask_input = Input(placeholder="Ask a developer question…  (Enter asks, F1 help)", id="ask")
+        self.ask_input = AskInput(placeholder="Ask a developer question…  (Enter asks, F1 help)", id="ask")
         self.comparison = ComparisonPanel(id="comparison")
         self.status_bar = StatusBar(id="status")
 
@@ -127,6 +131,11 @@ class CopilotApp(App[None]):
                markup: bool = False) -> None:
         """Notifications quote addresses, paths and [n] markers: never read them as markup."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseScrollDown, events.MouseScrollUp)):
+            self.last_input_at = time.monotonic()
+        await super().on_event(event)
 
     # --- layout and start --------------------------------------------------------------------
 
@@ -362,6 +371,10 @@ class CopilotApp(App[None]):
         if self.current is None:  # not if the next question already started
             gc.collect()
             gc.set_threshold(*self._gc_defaults)
+            # The C heap keeps what the question freed (index and model loading, activations):
+            # hand it back to the system, in a thread (a few ms on a large process).
+            self.run_worker(release_free_memory, thread=True, name="trim", group="trim", exclusive=True,
+                            exit_on_error=False)
 
     async def _save(self, state: ExchangeState) -> None:
         await self._background_done.wait()
