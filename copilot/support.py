@@ -25,8 +25,6 @@ not; `embedder_available` says whether one can be made without a download.
 from __future__ import annotations
 
 import re
-import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -422,40 +420,23 @@ def weak(citations: Sequence[Citation]) -> list[Citation]:
 
 def embedder_available(settings: Settings) -> bool:
     """True when the in-process MiniLM can be used without a download (files already on disk)."""
-    spec = (getattr(settings, "embed_model", "") or "").strip().lower()
-    if spec not in ("", "minilm", "all-minilm-l6-v2", "onnx:all-minilm-l6-v2"):
-        return False
     try:
-        from copilot.index.embeddings import find_model_dir
+        from copilot.index.embeddings import find_model_dir, is_minilm
 
-        return find_model_dir(settings) is not None
+        return is_minilm(settings) and find_model_dir(settings) is not None
     except Exception:  # noqa: BLE001 - a bad folder setting means "not available" here
         return False
 
 
-# Model folder -> the embedder answers being scored right now share. Weak: when the last of them
-# is done the session goes (~94 MB resident for MiniLM), as it did when each answer made its own.
-_EMBEDDERS: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
-_EMBEDDERS_LOCK = threading.Lock()
-
-
 def make_support_embedder(settings: Settings) -> Any:
-    """An embedder for support scoring, or None when it would need a download.
-
-    Answers scored at the same time share one (sessions and tokenizers are thread-safe): a
-    session each made 20 answers at once load 20 sessions side by side, ~900 MB resident at the
-    peak and a process left a few hundred MB larger (tests/test_load.py)."""
+    """An embedder for support scoring, or None when it would need a download: the process's
+    shared MiniLM (`embeddings.shared_minilm`), the same session the open local index uses, so
+    scoring loads no second model (20 answers at once with a session each peaked near 900 MB)."""
     if not embedder_available(settings):
         return None
-    from copilot.index.embeddings import MiniLMEmbedder, find_model_dir
+    from copilot.index.embeddings import shared_minilm
 
-    folder = str(find_model_dir(settings))
-    with _EMBEDDERS_LOCK:
-        embedder = _EMBEDDERS.get(folder)
-        if embedder is None:
-            embedder = MiniLMEmbedder(settings, model_dir=folder, progress=False)
-            _EMBEDDERS[folder] = embedder
-    return embedder
+    return shared_minilm(settings)
 
 
 def weak_warning(answer_text: str, scored: Sequence[Citation], words: int = 8) -> str | None:

@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,7 +58,9 @@ __all__ = [
     "chroma_cache_dir",
     "download_model",
     "find_model_dir",
+    "is_minilm",
     "make_embedder",
+    "shared_minilm",
 ]
 
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -529,17 +532,46 @@ class OllamaEmbedder:
 # --- choosing and checking -----------------------------------------------------------------------
 
 
+def is_minilm(settings: Settings) -> bool:
+    """Whether `settings.embed_model` names the built-in MiniLM (empty, or one of its names)."""
+    return (settings.embed_model or "").strip().lower() in ("", "minilm", MINILM_NAME.lower(), MINILM_ID.lower())
+
+
 def make_embedder(settings: Settings, *, progress: bool = True) -> Embedder:
     """The embedder `settings.embed_model` names: empty for MiniLM, or `ollama:<name>`.
 
     Cheap: no model is loaded and nothing is fetched until the first embed."""
     spec = (settings.embed_model or "").strip()
-    if spec.lower() in ("", "minilm", MINILM_NAME.lower(), MINILM_ID.lower()):
+    if is_minilm(settings):
         return MiniLMEmbedder(settings, progress=progress)
     if spec.startswith("ollama:") and spec[len("ollama:"):].strip():
         return OllamaEmbedder(settings, spec[len("ollama:"):].strip())
     raise ConfigError(f"unknown embed_model {spec!r}",
                       f"leave it empty for the built-in {MINILM_NAME}, or use ollama:<model name>")
+
+
+# Model folder -> the MiniLM in use there. Readers in one process (the open local index, the
+# citation-support check, answers scored at once) share one ONNX session, ~100 MB resident each:
+# two side by side took a TUI with a 100k index from ~550 to ~750 MB at its peak. Weak: the
+# session goes when the last holder lets go. Sessions and tokenizers are thread-safe.
+_SHARED: weakref.WeakValueDictionary[str, MiniLMEmbedder] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_minilm(settings: Settings) -> MiniLMEmbedder | None:
+    """The process's MiniLM for the model files already on disk; None when they would need a
+    download (the caller decides whether one is wanted) or `embed_model` names another model."""
+    if not is_minilm(settings):
+        return None
+    folder = find_model_dir(settings)
+    if folder is None:
+        return None
+    with _SHARED_LOCK:
+        embedder = _SHARED.get(str(folder))
+        if embedder is None:
+            embedder = MiniLMEmbedder(settings, model_dir=folder, progress=False)
+            _SHARED[str(folder)] = embedder
+    return embedder
 
 
 def check_same(stored_id: str | None, embedder: Embedder) -> None:

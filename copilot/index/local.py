@@ -68,9 +68,10 @@ class LocalIndex:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            from copilot.index.embeddings import make_embedder
+            from copilot.index.embeddings import make_embedder, shared_minilm
 
-            self._embedder = make_embedder(self.settings)
+            # MiniLM files on disk: the process's one session (the support check uses it too)
+            self._embedder = shared_minilm(self.settings) or make_embedder(self.settings)
         return self._embedder
 
     def count(self) -> int:
