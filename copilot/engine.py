@@ -145,6 +145,22 @@ def local_hits(question: str, settings: Settings, k: int) -> list:
     return [h for h in hits if h.similarity >= LOCAL_MIN_SIMILARITY]
 
 
+def prepare_local(settings: Settings) -> None:
+    """Open the local index and load what its first search needs (Chroma's HNSW index, the
+    embedder's session): ~1 s at 100k chunks that the first question would otherwise pay. For a
+    long-lived process (the TUI's warm-up thread). A fault is left for the first real search to
+    report."""
+    import sqlite3
+
+    from copilot.retrieval import hybrid_search
+
+    with _INDEX_LOCK:
+        try:
+            hybrid_search("warm up", settings, 1, index=_shared_index(settings))
+        except (CopilotError, sqlite3.Error):
+            _forget_index(settings)
+
+
 def _index_key(settings: Settings) -> tuple:
     return (str(settings.data_path), settings.chroma_url, settings.embed_model, settings.embed_model_dir)
 

@@ -77,3 +77,34 @@ def test_empty_index_never_loads_chromadb(env, ollama, web) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL, env={**os.environ})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_prepare_local_loads_the_index_the_first_question_will_use(env, indexed) -> None:
+    """The TUI's warm-up opens the shared index and loads its search structures (Chroma's HNSW,
+    the embedder's session), so the first question pays nothing more than later ones; the first
+    search then reuses exactly that index and session."""
+    from copilot import engine
+    from copilot.config import load_settings
+
+    settings = load_settings()
+    engine._forget_index(settings)
+    engine.prepare_local(settings)
+    index = engine._OPEN_INDEXES[engine._index_key(settings)]
+    assert index._store is not None and index.embedder._session is not None
+    session = index.embedder._session
+    hits = engine.local_hits("how do I undo the last git commit", settings, 3)
+    assert hits and engine._OPEN_INDEXES[engine._index_key(settings)] is index
+    assert index.embedder._session is session
+    engine._forget_index(settings)
+
+
+def test_prepare_local_with_a_damaged_index_leaves_the_error_to_the_question(env, indexed, tmp_path) -> None:
+    from copilot import engine
+    from copilot.config import load_settings
+    from copilot.index.manifest import manifest_path
+
+    settings = load_settings()
+    engine._forget_index(settings)
+    manifest_path(settings.data_path).write_bytes(b"not a database at all" * 100)
+    engine.prepare_local(settings)  # no exception: the warm-up thread must not die
+    assert engine._index_key(settings) not in engine._OPEN_INDEXES
