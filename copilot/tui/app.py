@@ -165,6 +165,7 @@ class CopilotApp(App[None]):
                 self.services.warm_up(self.settings)
             except Exception as e:  # noqa: BLE001 - the first question will then say what is wrong
                 self.call_from_thread(self.log.warning, f"warm-up failed: {e!r}")
+            release_free_memory()  # loading the index and the model leaves freed buffers behind
         try:
             history = self.services.open_history(self.settings)
             error = None
