@@ -93,6 +93,7 @@ class AskPrinter:
         self.status = None
         self.mid_line = False  # piped output ended without a newline
         self.held = ""  # the start of an escape sequence that may still be arriving
+        self.answering = False  # a token has arrived
 
     def _status(self, message: str) -> None:
         if self.json_mode or not sys.stderr.isatty():
@@ -143,7 +144,8 @@ class AskPrinter:
 
     def handle(self, event: ev.Event) -> ev.Answer | None:
         if isinstance(event, ev.Status):
-            self._status(event.message)
+            if not self.answering:  # no spinner between the answer's words
+                self._status(event.message)
         elif isinstance(event, ev.Warning):
             if not self.json_mode:
                 self._warn(event.message)
@@ -155,6 +157,7 @@ class AskPrinter:
                 self.err.print(Text(clean(event.reason), style="dim"))
             self._status(f"Asking {event.model}…")
         elif isinstance(event, ev.Token):
+            self.answering = True
             if self.json_mode:
                 return None
             self._stop_status()

@@ -193,6 +193,36 @@ async def test_loading_model_status_when_first_token_is_slow(env, ollama, web, s
         assert app.status_bar.info.activity == ""
 
 
+async def test_last_words_are_on_screen_while_the_citations_are_checked(env, ollama, web, site, monkeypatch) -> None:
+    """The support check runs after the stream (0.1-0.5 s with the embedder): the answer's last
+    words must not wait for it."""
+    import threading
+
+    import copilot.support
+
+    release = threading.Event()
+    real_check = copilot.support.check_support
+
+    def slow_check(*args, **kwargs):
+        release.wait(timeout=30)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(copilot.support, "check_support", slow_check)
+    ollama.reply_with("Call asyncio.run(main()) once at the top [1]. The very last words LASTWORDS.")
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        exchange = await ask(app, pilot)
+        try:
+            await until(pilot, lambda: "LASTWORDS" in exchange.answer.shown_markdown, what="the last words drawn")
+            assert exchange.state.in_flight  # Done has not come: the check is still running
+            assert "Checking the citations" in app.status_bar.info.activity
+        finally:
+            release.set()
+        await answered(app, pilot, exchange)
+        assert app.status_bar.info.activity == ""
+        assert "(cite:" in exchange.answer.shown_markdown  # the final draw still marks the citations
+
+
 # --- Esc ---------------------------------------------------------------------------------------------
 
 

@@ -308,6 +308,11 @@ class CopilotApp(App[None]):
                 exchange.update_parts()
                 self.status_bar.show(activity="")
         elif what == "status":
+            if state.text:  # the stream has ended and the checks run: its last words go on screen now
+                message, state.status = state.status, ""
+                exchange.answer.finish()
+                self.status_bar.show(activity=message)
+                return
             exchange.update_parts()
             self.status_bar.show(activity=state.status)
         elif what in ("warning", "model"):
