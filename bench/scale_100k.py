@@ -1,9 +1,10 @@
 """Query latency over a large synthetic index (build it with bench/synthetic_index.py).
 
-Times `copilot.retrieval.hybrid_search(query, settings, 10)` exactly as the engine calls it
-(a fresh LocalIndex per question: manifest open, Chroma open, query embedding with the real
-MiniLM model, FTS5 bm25, fusion), after one warm-up, for hybrid / keyword / dense; and the same
-with one LocalIndex reused across questions (what `copilot eval` does).
+Times `copilot.retrieval.hybrid_search(query, settings, 10)` with one LocalIndex kept open across
+questions, as the engine calls it (`engine._shared_index`) and `copilot eval` too: query
+embedding with the real MiniLM model, HNSW kNN, FTS5 bm25, fusion; after one warm-up, for
+hybrid / keyword / dense. And the same with a new LocalIndex per call (manifest, Chroma client
+and embedder opened each time), what a one-shot process pays once.
 
     COPILOT_DATA_DIR=/tmp/copilot-100k COPILOT_EMBED_MODEL_DIR=... .venv/bin/python bench/scale_100k.py
 
@@ -256,7 +257,7 @@ def main() -> None:
                     empty += not hits
             if index is not None:
                 index.close()
-            rows.append((mode, "reused LocalIndex" if reuse else "per call (engine path)",
+            rows.append((mode, "one open LocalIndex (the engine's path)" if reuse else "a new LocalIndex per call",
                          statistics.median(times), pct(times, 0.95), max(times), empty))
     lines = ["| mode | index | p50 ms | p95 ms | max ms | no hits |", "|---|---|---:|---:|---:|---:|"]
     lines += [f"| {m} | {how} | {p50:.1f} | {p95:.1f} | {mx:.1f} | {e} |" for m, how, p50, p95, mx, e in rows]
