@@ -11,6 +11,7 @@ import ctypes.util
 import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -151,7 +152,7 @@ def test_twenty_questions_at_once_all_answered_and_fds_and_memory_return(env, ol
               f"{', '.join(str(a[0]) for a in after)} (Chroma's own {chroma_fds} -> "
               f"{', '.join(str(a[1]) for a in after)}), RSS {rss / 1024:.1f} -> "
               f"{', '.join(f'{a[2] / 1024:.1f}' for a in after)} MiB")
-    assert all(a[0] == fds for a in after)
+    assert all(a[0] <= fds for a in after)  # none left open (one fewer: something earlier let go)
     assert all(a[1] <= chroma_fds + 2 for a in after)  # Chroma's pool, not one per question
     # Even after malloc_trim the C heap's layout after a burst of threads wanders: over 30 rounds
     # (600 questions) it went 404 -> 470 -> 422 MiB and back, up to ~15 MiB between two rounds; a
@@ -274,18 +275,24 @@ def test_second_writer_on_an_embedded_index_stops_or_waits(tmp_path, minilm_dir)
     waiting = None
     try:
         wait_for_files(first, data, 1)  # it holds the lock and is writing
+        # Paused mid-run, it keeps holding the lock for as long as the second one needs to start
+        # (on a fast machine the first run could otherwise finish before the second even looks).
+        os.kill(first.pid, signal.SIGSTOP)
+        assert first.poll() is None, "the first writer finished before it could be paused"
         refused = subprocess.run([sys.executable, "-m", "copilot", "index", str(src)], capture_output=True,
                                  text=True, env=env, cwd=REPO, timeout=120, check=False)
         assert refused.returncode == 75
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and f"being written by pid {first.pid}" in lines[0] and "--wait" in lines[0]
         waiting = _start("index", str(src), "--json", "--wait", "300", env=env)
+        os.kill(first.pid, signal.SIGCONT)
         out, err = first.communicate(timeout=300)
         assert first.returncode == 0, err
         out, err = waiting.communicate(timeout=300)
     finally:
         for p in (first, waiting):
             if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
                 p.kill()
                 p.communicate()
     assert waiting.returncode == 0, err
