@@ -10,6 +10,12 @@ wrong default or parameter, a swapped number, a claim the passage does not make.
 `split`: "tune" rows were used to choose the weights and thresholds in copilot/support.py;
 the "report" rows were not looked at while tuning and give the numbers that count.
 
+`--data bench/data/citation-support-real.jsonl` runs the same on real answers instead: 42 answers
+qwen2.5-coder:1.5b wrote for the second dev set, each valid citation labelled by a reviewer who saw
+the claim and the passage but not the scores (good / wrong / partial; "invalid" for a number that
+names no source; partial and invalid are left out of the rates). Nothing was tuned on it yet;
+see bench/results/citation_support_real.md.
+
 For each split and each mode (lexical only; with the in-process MiniLM when its files are found:
 --model-dir, COPILOT_EMBED_MODEL_DIR, or the folder tests/fixtures_models.py assembles) it prints
 the share of wrong citations flagged (goal >= 90 %) and of good ones flagged (goal <= 10 %), the
