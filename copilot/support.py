@@ -418,25 +418,22 @@ def weak(citations: Sequence[Citation]) -> list[Citation]:
 # --- is a model at hand? --------------------------------------------------------------------
 
 
-def embedder_available(settings: Settings) -> bool:
-    """True when the in-process MiniLM can be used without a download (files already on disk)."""
-    try:
-        from copilot.index.embeddings import find_model_dir, is_minilm
-
-        return is_minilm(settings) and find_model_dir(settings) is not None
-    except Exception:  # noqa: BLE001 - a bad folder setting means "not available" here
-        return False
-
-
 def make_support_embedder(settings: Settings) -> Any:
-    """An embedder for support scoring, or None when it would need a download: the process's
-    shared MiniLM (`embeddings.shared_minilm`), the same session the open local index uses, so
-    scoring loads no second model (20 answers at once with a session each peaked near 900 MB)."""
-    if not embedder_available(settings):
-        return None
+    """An embedder for support scoring, or None when it would need a download (or the model
+    folder setting is bad): the process's shared MiniLM (`embeddings.shared_minilm`), the same
+    session the open local index uses, so scoring loads no second model (20 answers at once with
+    a session each peaked near 900 MB)."""
     from copilot.index.embeddings import shared_minilm
 
-    return shared_minilm(settings)
+    try:
+        return shared_minilm(settings)
+    except Exception:  # noqa: BLE001 - a bad folder setting means "not available" here
+        return None
+
+
+def embedder_available(settings: Settings) -> bool:
+    """True when the in-process MiniLM can be used without a download (files already on disk)."""
+    return make_support_embedder(settings) is not None
 
 
 def weak_warning(answer_text: str, scored: Sequence[Citation], words: int = 8) -> str | None:

@@ -1,11 +1,14 @@
 """Fixtures for the local index tests: a real `chroma run` server on 127.0.0.1 for the session,
-settings on embedded Chroma or on that server, and a counting fake embedder.
+settings on embedded Chroma or on that server, a counting fake embedder, and `indexed`: the small
+saved pages of tests/saved_pages.py indexed by a real `copilot index` (needs `minilm_dir` from
+tests.fixtures_models).
 
 Use from a test module with `pytest_plugins = ["tests.fixtures_index"]`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +21,7 @@ import pytest
 
 from copilot.config import Settings
 from tests.index_helpers import CountingEmbedder
+from tests.saved_pages import run_copilot, write_saved
 
 CHROMA_BIN = Path(sys.executable).parent / "chroma"
 
@@ -84,3 +88,12 @@ def embedder() -> CountingEmbedder:
     return CountingEmbedder()
 
 
+@pytest.fixture
+def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+    """Both pages written to tmp_path/saved and indexed by `copilot index` into the test's data dir."""
+    monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
+    saved = write_saved(tmp_path / "saved")
+    proc = run_copilot("index", "--json", str(saved))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["added"] == 2
+    return saved

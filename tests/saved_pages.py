@@ -1,7 +1,11 @@
-"""Small saved pages that tests index: a Stack Overflow thread and a Markdown note."""
+"""Small saved pages that tests index: a Stack Overflow thread and a Markdown note (indexed for a
+test by the `indexed` fixture in tests/fixtures_index.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 SAVED_SO = """<!DOCTYPE html><html><head><title>How do I merge two dictionaries in a single expression? - Stack Overflow</title>
@@ -31,3 +35,9 @@ def write_saved(folder: Path) -> Path:
     (folder / "merge-dicts.html").write_text(SAVED_SO)
     (folder / "git-notes.md").write_text(NOTES_MD)
     return folder
+
+
+def run_copilot(*args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m copilot ARGS` in a subprocess, with this process's environment (plus `extra_env`)."""
+    return subprocess.run([sys.executable, "-m", "copilot", *args], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL, env={**os.environ, **(extra_env or {})})

@@ -7,29 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
+from tests.saved_pages import run_copilot as run
 
-from tests.saved_pages import write_saved
+pytest_plugins = ["tests.fixtures_models", "tests.fixtures_index"]  # minilm_dir; indexed
 
-pytest_plugins = ["tests.fixtures_models"]
-
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL, env={**os.environ})
-
-
-@pytest.fixture
-def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
-    saved = write_saved(tmp_path / "saved")
-    proc = run("index", "--json", str(saved))
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["added"] == 2
-    return saved
 
 
 def test_ask_uses_the_index_beside_the_web(env, ollama, web, indexed) -> None:

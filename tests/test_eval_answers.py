@@ -4,17 +4,14 @@ with the fake Ollama answering per question, the JSON shape, and one-line errors
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from copilot.eval_answers import contains_all, normalize
-from tests.saved_pages import write_saved
+from tests.saved_pages import run_copilot as run
 
-pytest_plugins = ["tests.fixtures_models"]
+pytest_plugins = ["tests.fixtures_models", "tests.fixtures_index"]  # minilm_dir; indexed
 
 KEYS = ["n", "model", "must_contain_rate", "plain_top3_rate", "cited_answer_rate", "valid_citation_rate",
         "supported_citation_rate", "prompt_tokens_mean", "first_token_p50_s", "total_p50_s", "rows"]
@@ -30,11 +27,6 @@ QA = [
     {"id": "other", "question": "how do I merge two dictionaries without the union operator?",
      "answer_pages": ["merge-dicts.html"], "must_contain": ["collections.ChainMap"]},  # nowhere
 ]
-
-
-def run(*args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "copilot", *args], capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL, env={**os.environ, **(extra_env or {})})
 
 
 def write_qa(path: Path, items: list[dict]) -> Path:
@@ -54,15 +46,6 @@ def reply(body: dict) -> str:
     if "without the union operator" in text:
         return "Use a loop over the keys [9]."
     return "Use the union operator z = x | y [1]."
-
-
-@pytest.fixture
-def indexed(env, minilm_dir: Path, tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setenv("COPILOT_EMBED_MODEL_DIR", str(minilm_dir))
-    saved = write_saved(tmp_path / "saved")
-    proc = run("index", "--json", str(saved))
-    assert proc.returncode == 0, proc.stderr
-    return saved
 
 
 def test_normalize_and_contains_all() -> None:
