@@ -292,11 +292,16 @@ class Indexer:
         if not pending:
             return
         self._open_store()
+        self._drop_half_written(pending)
+
+    def _drop_half_written(self, paths: list[str]) -> None:
+        """Remove files a run started but did not commit: their vectors, then (one transaction)
+        their manifest rows and pending marks, so a kill in between leaves them still pending."""
         assert self.store is not None
-        self.store.delete_paths(pending)
+        self.store.delete_paths(paths)
         with self.m.transaction():
-            self.m.delete_files(pending)
-            self.m.clear_pending(pending)
+            self.m.delete_files(paths)
+            self.m.clear_pending(paths)
         self.changed = True
 
     def run(self, roots: list[Path], *, follow_outside: bool) -> IndexReport:
@@ -477,12 +482,7 @@ class Indexer:
             # Drop the batch in hand; clean files already half written.
             half = [f.path for f in todo if f.started and not f.committed]
             if half:
-                assert self.store is not None
-                self.store.delete_paths(half)
-                with self.m.transaction():
-                    self.m.delete_files(half)
-                    self.m.clear_pending(half)
-                self.changed = True
+                self._drop_half_written(half)
             return
         self._flush(rows, ended)
         self._progress("index")

@@ -90,6 +90,14 @@ class _ItemList(OptionList):
         super().__init__(**kwargs)
         self.state: ExchangeState | None = None
 
+    def _highlighted_source(self, prefix: str) -> ev.Source | None:
+        """The source behind the highlighted option when its id is `<prefix>-<n>`."""
+        opt = self.highlighted_option
+        if opt is None or self.state is None or not (opt.id or "").startswith(f"{prefix}-"):
+            return None
+        n = int(opt.id.split("-")[1])
+        return next((s for s in self.state.sources or () if s.n == n), None)
+
     def current_url(self) -> str:
         raise NotImplementedError
 
@@ -115,11 +123,7 @@ class _ItemList(OptionList):
 
 class SourceList(_ItemList):
     def current_source(self) -> ev.Source | None:
-        opt = self.highlighted_option
-        if opt is None or self.state is None or not (opt.id or "").startswith("src-"):
-            return None
-        n = int(opt.id.split("-")[1])
-        return next((s for s in self.state.sources or () if s.n == n), None)
+        return self._highlighted_source("src")
 
     def current_url(self) -> str:
         s = self.current_source()
@@ -134,11 +138,7 @@ class SourceList(_ItemList):
 
 class PlainList(_ItemList):
     def current_local(self) -> ev.Source | None:
-        opt = self.highlighted_option
-        if opt is None or self.state is None or not (opt.id or "").startswith("loc-"):
-            return None
-        n = int(opt.id.split("-")[1])
-        return next((s for s in self.state.sources or () if s.n == n), None)
+        return self._highlighted_source("loc")
 
     def current_result(self) -> ev.SearchResult | None:
         opt = self.highlighted_option
