@@ -73,3 +73,11 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ollama: FakeOllama,
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("COPILOT_MODEL", raising=False)
     return dict(values)
+
+
+@pytest.fixture
+def site(web: LoopbackWeb) -> dict[str, str]:
+    """The asyncio pages of tests/asyncio_pages.py served, and a search that finds them."""
+    from tests.asyncio_pages import add_asyncio_site
+
+    return add_asyncio_site(web)

@@ -163,7 +163,7 @@ def test_the_support_check_uses_the_open_index_s_session(minilm_dir, tmp_path) -
 
 
 def test_ask_flags_a_citation_of_the_wrong_page(env, ollama, web) -> None:
-    from tests.test_ask_cli import BLOG_PAGE, DOCS_PAGE, SO_PAGE
+    from tests.asyncio_pages import BLOG_PAGE, DOCS_PAGE, SO_PAGE
 
     so = web.add_page("/q/55409641", SO_PAGE)
     docs = web.add_page("/3/library/asyncio-runner.html", DOCS_PAGE)

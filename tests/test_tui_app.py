@@ -11,63 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from copilot.history import History
 from copilot.tui.app import CopilotApp
 from copilot.tui.screens.history import HistoryScreen
 from copilot.tui.screens.models import ModelScreen
 from copilot.tui.state import CANCELLED, DONE, FAILED
 
-SO_PAGE = """<!DOCTYPE html><html><head><title>asyncio.run() cannot be called from a running event loop - Stack Overflow</title></head><body>
-<div id="question-header"><h1 itemprop="name"><a class="question-hyperlink">asyncio.run() cannot be called from a running event loop</a></h1></div>
-<div id="question" class="question" data-questionid="55409641"><div class="s-prose js-post-body" itemprop="text"><p>In Jupyter, calling
-<code>asyncio.run(main())</code> raises <code>RuntimeError: asyncio.run() cannot be called from a running event loop</code>. Why?</p></div></div>
-<div id="answers"><div id="answer-1" class="answer js-answer accepted-answer" data-answerid="1" data-score="150" itemprop="acceptedAnswer">
-<div class="s-prose js-post-body" itemprop="text"><p>Jupyter already runs an event loop, and asyncio.run() refuses to start a second
-loop in the same thread. Inside a running loop, await the coroutine directly:</p><pre><code>result = await main()
-</code></pre></div></div></div></body></html>"""
-
-DOCS_PAGE = """<!DOCTYPE html><html><head><title>Runners — Python 3.11 documentation</title></head><body>
-<div class="body" role="main"><section id="runners"><h1>Runners</h1>
-<p>This section outlines high-level asyncio primitives to run asyncio code. They are built on top of an event loop.</p>
-<section id="running-an-asyncio-program"><h2>Running an asyncio Program</h2>
-<dl class="py function"><dt class="sig sig-object py" id="asyncio.run"><span class="sig-name descname">asyncio.run</span>(<em>coro</em>)</dt>
-<dd><p>Execute the coroutine <em>coro</em> and return the result. This function runs the passed coroutine, taking care of
-managing the asyncio event loop. This function cannot be called when another asyncio event loop is running in the
-same thread. This function always creates a new event loop and closes it at the end. It should be used as a main
-entry point for asyncio programs, and should ideally only be called once.</p>
-<div class="highlight-python3"><div class="highlight"><pre>async def main():
-    await asyncio.sleep(1)
-    print('hello')
-
-asyncio.run(main())
-</pre></div></div></dd></dl></section></section></div></body></html>"""
-
-BLOG_PAGE = """<!DOCTYPE html><html><head><title>Understanding event loops</title></head><body><article>
-<h1>Understanding event loops</h1><p>An event loop runs tasks one at a time and switches between them when they wait for
-I/O. Each thread can run at most one event loop at any moment, which is why a running event loop cannot start another.
-Libraries that need a loop should accept one rather than start their own with asyncio.run().</p>
-<p>Notebooks such as Jupyter keep a loop running all the time, so top-level await works there.</p></article></body></html>"""
-
 QUESTION = "why does asyncio.run() fail in a running event loop?"
 REPLY = ("asyncio.run() refuses to run inside a loop that is already running [2]. In Jupyter a loop "
          "is already running, so await the coroutine directly [1]:\n\n```python\nresult = await main()\n```\n")
 LONG_REPLY = " ".join(f"word{i}" for i in range(300)) + " [1]."
-
-
-@pytest.fixture
-def site(web):
-    so = web.add_page("/q/55409641", SO_PAGE)
-    docs = web.add_page("/3/library/asyncio-runner.html", DOCS_PAGE)
-    blog = web.add_page("/blog/event-loops", BLOG_PAGE)
-    web.set_search([
-        {"title": "asyncio.run() cannot be called from a running event loop", "url": so,
-         "content": "In Jupyter, calling asyncio.run(main()) raises RuntimeError"},
-        {"title": "Runners — Python documentation", "url": docs, "content": "Execute the coroutine coro."},
-        {"title": "Understanding event loops", "url": blog, "content": "An event loop runs tasks"},
-    ])
-    return {"so": so, "docs": docs, "blog": blog}
 
 
 def reply_citing_pages(body: dict) -> str:
