@@ -150,15 +150,8 @@ def prepare_local(settings: Settings) -> None:
     embedder's session): ~1 s at 100k chunks that the first question would otherwise pay. For a
     long-lived process (the TUI's warm-up thread). A fault is left for the first real search to
     report."""
-    import sqlite3
-
-    from copilot.retrieval import hybrid_search
-
-    with _INDEX_LOCK:
-        try:
-            hybrid_search("warm up", settings, 1, index=_shared_index(settings))
-        except (CopilotError, sqlite3.Error):
-            _forget_index(settings)
+    with contextlib.suppress(CopilotError):
+        local_hits("warm up", settings, 1)
 
 
 def _index_key(settings: Settings) -> tuple:
