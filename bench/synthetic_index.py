@@ -86,6 +86,7 @@ def build(data_dir: Path, chunks: int, files: int, batch: int, seed: int) -> Non
     from copilot.index.indexer import embed_text, source_key, text_hash
     from copilot.index.manifest import Manifest, manifest_path
     from copilot.index.store import HEADING_SEP, ChromaStore, chunk_metadata
+    from copilot.index.vectors import encode
 
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -143,7 +144,7 @@ def build(data_dir: Path, chunks: int, files: int, batch: int, seed: int) -> Non
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         store.upsert(ids, vecs, metas)
         with m.transaction():
-            m.insert_chunks(rows)
+            m.insert_chunks((*row, encode(vec)) for row, vec in zip(rows, vecs, strict=True))
             for path, count in ended:
                 m.put_file(path, FAKE_ROOT, 4096 * count, time.time_ns(), f"{hash(path) & (2**64 - 1):064x}", count)
         done += n

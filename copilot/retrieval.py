@@ -18,7 +18,7 @@ loses on vague questions, and equal-weight RRF lets the losing side drag the win
 
 `hybrid_search(query, settings, k, mode=...)` is the one entry point; `mode="keyword"` never
 imports chromadb or loads the embedder. It works the same against embedded Chroma and a Chroma
-server (only `ChromaStore.query` and `get_vectors` are used).
+server (only `ChromaStore.query` is asked of Chroma; exact vectors come from the manifest).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from copilot.config import Settings
     from copilot.index.local import LocalIndex
 
@@ -241,28 +241,14 @@ def keyword_ranking(conn: sqlite3.Connection, query: str, limit: int, total: int
 
 
 def _dense(index: LocalIndex, query: str, limit: int) -> tuple[list[tuple[Hit, float]], np.ndarray | None]:
-    from copilot.errors import EmbedderMismatch
-    from copilot.index.store import REINDEX_HINT
-
+    found, vector = index.nearest(query, limit)
+    if not found:
+        return [], vector
     m = index._m()
-    if m is None or limit <= 0:
-        return [], None
-    index.check_embedder()
-    store = index._chroma()
-    if store is None:
-        return [], None
-    if store.embedder_id and store.embedder_id != index.embedder.embedder_id:
-        raise EmbedderMismatch(f"the index was built with {store.embedder_id} but the embedder is "
-                               f"{index.embedder.embedder_id}", REINDEX_HINT)
-    vector = np.asarray(index.embedder.embed_query(query), dtype=np.float32)
-    found = store.query(vector, limit)
+    assert m is not None
     rows = m.chunks_by_id([cid for cid, _ in found])
-    out = []
-    for cid, distance in found:
-        row = rows.get(cid)
-        if row is not None:  # None: gone since (a write in progress)
-            out.append((_hit(row), 1.0 - distance))
-    return out, vector
+    # None: gone since (a write in progress)
+    return [(_hit(rows[cid]), similarity) for cid, similarity in found if cid in rows], vector
 
 
 # --- fusion ------------------------------------------------------------------------------------
@@ -325,10 +311,9 @@ def coverage(terms: list[tuple[str, float]], hit: Hit) -> float:
 
 
 def fuse(keyword: list[tuple[Hit, float]], dense: list[tuple[Hit, float]], profile: QueryProfile,
-         vectors: dict[str, np.ndarray] | None = None, query_vector: np.ndarray | None = None,
-         terms: list[tuple[str, float]] | None = None) -> list[Hit]:
+         similarities: dict[str, float] | None = None, terms: list[tuple[str, float]] | None = None) -> list[Hit]:
     """One ranking from both sides: scaled bm25 and scaled cosine similarity, mixed with the
-    profile's weights. `vectors` gives the similarity of keyword-only candidates; `terms` (the
+    profile's weights. `similarities` gives the cosine of keyword-only candidates; `terms` (the
     query's keyword terms) scales each bm25 score by the share of the terms the chunk holds, so a
     chunk that matches one common word of a long question does not count as a keyword hit."""
     pool: dict[str, Hit] = {}
@@ -340,11 +325,9 @@ def fuse(keyword: list[tuple[Hit, float]], dense: list[tuple[Hit, float]], profi
     for h, s in dense:
         pool.setdefault(h.id, h).modes.append("dense")
         sim[h.id] = s
-    if vectors and query_vector is not None:
-        q = query_vector / (np.linalg.norm(query_vector) or 1.0)
-        for cid, v in vectors.items():
-            if cid in pool and cid not in sim:
-                sim[cid] = float(np.dot(q, v / (np.linalg.norm(v) or 1.0)))
+    for cid, s in (similarities or {}).items():
+        if cid in pool and cid not in sim:
+            sim[cid] = s
     if terms is not None and COVERAGE_POWER:
         for cid in kw:
             kw[cid] *= coverage(terms, pool[cid]) ** COVERAGE_POWER
@@ -395,12 +378,8 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
         keyword = keyword_ranking(m.conn, query, pool, total)
         dense_ids = {h.id for h, _ in dense}
         missing = [h.id for h, _ in keyword if h.id not in dense_ids]
-        vectors = {}
-        if missing and qvec is not None:
-            store = index._chroma()
-            if store is not None:
-                vectors = store.get_vectors(missing)
-        fused = fuse(keyword, dense, query_profile(query), vectors, qvec, keyword_terms(query))
+        similarities = index.similarities(missing, qvec) if qvec is not None else {}
+        fused = fuse(keyword, dense, query_profile(query), similarities, keyword_terms(query))
         return diversify(_dedupe(sorted(fused, key=lambda h: -h.relevance)))[:k]
     finally:
         if own:

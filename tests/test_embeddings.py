@@ -65,7 +65,7 @@ def cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def reference_embed(model_dir: Path, texts: list[str]) -> np.ndarray:
+def reference_embed(model_dir: Path, texts: list[str], model: str = "model.onnx") -> np.ndarray:
     """What Chroma does: every input padded to 256 tokens, one at a time, mean-pooled."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
@@ -73,7 +73,7 @@ def reference_embed(model_dir: Path, texts: list[str]) -> np.ndarray:
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tok.enable_truncation(max_length=256)
     tok.enable_padding(pad_id=0, pad_token="[PAD]", length=256)
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_dir / model), providers=["CPUExecutionProvider"])
     rows = []
     for t in texts:
         enc = tok.encode(t)
@@ -105,24 +105,44 @@ def test_close_meanings_score_higher(minilm: MiniLMEmbedder) -> None:
     assert cos(q, near) > cos(q, far) + 0.3
 
 
-def test_dynamic_padding_matches_padding_to_256(minilm: MiniLMEmbedder, minilm_dir: Path) -> None:
+def test_dynamic_padding_matches_padding_to_256(minilm_dir: Path) -> None:
+    """Exact with float32 compute (the int8 copy quantizes each run's activations by their range,
+    so there padding moves a vector slightly: see the next test)."""
     texts = SENTENCES[:4] + [SENTENCES[5], "import os\nprint(os.getcwd())", "word " * 400]
-    ours = minilm.embed(texts)
+    ours = MiniLMEmbedder(model_dir=minilm_dir, int8=False).embed(texts)
     ref = reference_embed(minilm_dir, texts)
     for a, b in zip(ours, ref, strict=True):
         assert cos(a, b) > 0.9999
 
 
+def test_the_int8_copy_is_made_once_and_agrees_with_the_model(minilm: MiniLMEmbedder, minilm_dir: Path) -> None:
+    from copilot.index.int8_model import NAME, RECORD, int8_copy
+
+    assert minilm.model_file == minilm_dir / NAME and (minilm_dir / RECORD).is_file()
+    made = (minilm_dir / NAME).stat().st_mtime_ns
+    assert int8_copy(minilm_dir / "model.onnx") == minilm_dir / NAME  # fresh: reused, not made again
+    assert (minilm_dir / NAME).stat().st_mtime_ns == made
+    texts = SENTENCES + ["import os\nprint(os.getcwd())", "word " * 400]
+    ours = minilm.embed(texts)
+    ref = reference_embed(minilm_dir, texts)  # the source model, float32 compute, padded to 256
+    agreement = [cos(a, b) for a, b in zip(ours, ref, strict=True)]
+    assert min(agreement) > 0.97 and sum(agreement) / len(agreement) > 0.99  # the lowest: ""
+    # A query finds its own text first under either model.
+    assert all(int(np.argmax(ref @ ours[i])) == i for i in range(len(SENTENCES)))
+
+
 def test_batches_by_length_and_restores_order(minilm_dir: Path) -> None:
+    """Float32 compute, where batching changes nothing (int8 quantizes a run's activations
+    together, so there a text's batch-mates move its vector slightly)."""
     texts = [f"sentence {i}: " + "more words here " * (i * 7 % 23) for i in range(40)]
-    single = np.array([MiniLMEmbedder(model_dir=minilm_dir).embed_query(t) for t in texts[:8]])
-    small_batches = MiniLMEmbedder(model_dir=minilm_dir, batch_tokens=200, max_batch=3)
+    single = np.array([MiniLMEmbedder(model_dir=minilm_dir, int8=False).embed_query(t) for t in texts[:8]])
+    small_batches = MiniLMEmbedder(model_dir=minilm_dir, batch_tokens=200, max_batch=3, int8=False)
     together = small_batches.embed(texts)
     assert together.shape == (40, 384)
     for a, b in zip(together[:8], single, strict=True):
         assert cos(a, b) > 0.9999
     # Each row stays with its text, however the batches were cut.
-    np.testing.assert_allclose(together, MiniLMEmbedder(model_dir=minilm_dir, batch_tokens=4096).embed(texts),
+    np.testing.assert_allclose(together, MiniLMEmbedder(model_dir=minilm_dir, batch_tokens=4096, int8=False).embed(texts),
                                atol=1e-5)
     # Longest first; rows × padded length within 200 tokens, at most 3 rows.
     assert list(small_batches._batches([1, 2, 0, 3], [5, 100, 80, 4])) == [[1, 2], [0, 3]]
@@ -159,14 +179,17 @@ def test_rejects_non_strings(minilm: MiniLMEmbedder) -> None:
 
 def test_agrees_with_chromas_default_embedding_function(minilm: MiniLMEmbedder, minilm_dir: Path,
                                                         tmp_path: Path) -> None:
+    """Exact with float32 compute; the int8 copy we run stays within cosine 0.99."""
     from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 
     (tmp_path / "onnx").symlink_to(minilm_dir, target_is_directory=True)
     chroma = ONNXMiniLM_L6_V2(preferred_providers=["CPUExecutionProvider"])
     chroma.DOWNLOAD_PATH = tmp_path  # read the same files, offline
     theirs = np.array(chroma(SENTENCES[:4]))
-    for a, b in zip(minilm.embed(SENTENCES[:4]), theirs, strict=True):
+    for a, b in zip(MiniLMEmbedder(model_dir=minilm_dir, int8=False).embed(SENTENCES[:4]), theirs, strict=True):
         assert cos(a, b) > 0.9999
+    for a, b in zip(minilm.embed(SENTENCES[:4]), theirs, strict=True):
+        assert cos(a, b) > 0.99
 
 
 def test_bad_model_file_is_one_clear_error(minilm_dir: Path, tmp_path: Path) -> None:

@@ -586,7 +586,7 @@ DAMAGE = {
     "manifest-damaged-pages": (lambda d: _damage_pages(manifest_path(d), ("chunks", "chunks_fts_data")),
                                "manifest", "is damaged (SQLite's check of it failed)"),
     "manifest-old-schema": (lambda d: _old_schema(manifest_path(d)),
-                            "manifest", "was made by another version of copilot (schema 0; this one reads schema 1)"),
+                            "manifest", "was made by another version of copilot (schema 0; this one reads schema 2)"),
     "manifest-older-layout": (lambda d: _older_layout(manifest_path(d)),
                               "manifest", "was made by another version of copilot (an unknown version"),
     "chroma-garbage": (lambda d: (chroma_dir(d) / "chroma.sqlite3").write_bytes(

@@ -286,7 +286,7 @@ def test_words_most_chunks_contain_leave_the_keyword_query_and_ranking_holds(tmp
                 "accepted": None, "role": "", "position": i, "doc_key": f"/p/{i % 50}.md"}
 
     with m.transaction():
-        m.insert_chunks([tuple(row(i)[c] for c in CHUNK_COLUMNS) for i in range(n)])
+        m.insert_chunks([(*(row(i)[c] for c in CHUNK_COLUMNS), None) for i in range(n)])
     terms = keyword_terms("event loop frobnicate sometimes asyncio.run")
     kept = {t for t, _ in without_common_words(m.conn, terms, n)}
     # "sometimes" is in a quarter of the chunks, under the cut; asyncio/run are in none

@@ -12,11 +12,13 @@ Model files are looked for in: the folder named by `embed_model_dir`, Chroma's c
 else they are fetched once into the last, from the archive Chroma itself downloads, with a
 progress bar and a SHA-256 check.
 
+The session runs an int8 copy of whichever `model.onnx` is found (`copilot.index.int8_model`:
+int8 weights per output channel, int8 matrix products), made once beside it: ~42 MiB resident
+instead of ~106, and faster on CPU.
+
 One id, `onnx:all-MiniLM-L6-v2`, whichever file is used: Chroma's archive holds the fp32 export,
-other sources an int8 one (int8 weights, fp32 compute). Against an fp32 reference their vectors
-agree at cosine 0.9996 on average (0.9993 at worst, bench/embeddings.py --fp32-check); an fp32
-query finds its int8 twin first every time, and only near-ties swap places. So an index built
-with one is queried correctly with the other: the id names the model, not the file.
+other sources an int8 one. Their vectors agree with an fp32 reference at cosine 0.993 or better on
+average (bench/embeddings.py --fp32-check), so the id names the model, not the file.
 
 `OllamaEmbedder` (`embed_model = "ollama:<name>"`) asks an Ollama embedding model instead.
 
@@ -301,13 +303,16 @@ class MiniLMEmbedder:
 
     def __init__(self, settings: Settings | None = None, *, model_dir: str | Path | None = None,
                  threads: int | None = None, batch_tokens: int = 256, max_batch: int = 64,
-                 progress: bool = True) -> None:
+                 progress: bool = True, int8: bool = True) -> None:
         """`model_dir` skips the search for files; `batch_tokens` caps rows × padded length of a
         batch (a text longer than that goes alone).
 
         Small batches are fastest on CPU: a batch's activations then stay in cache. On 2 cores
         (bench/embeddings.py --sweep) budgets of 256-1024 tokens ran ~28 passages/s and ~215 short
-        sentences/s; 8192 (Chroma's 32 × 256) ran 19 and 100."""
+        sentences/s; 8192 (Chroma's 32 × 256) ran 19 and 100.
+
+        `int8`: run the model's int8 copy (`copilot.index.int8_model`), made on first use; False
+        runs `model.onnx` as it is (benchmarks compare the two)."""
         self._settings = settings
         self._model_dir = Path(model_dir).expanduser() if model_dir else None
         self.threads = threads or usable_cpus()
@@ -315,6 +320,8 @@ class MiniLMEmbedder:
         self.max_batch = max_batch
         self.sort_by_length = True  # False only to measure what length buckets are worth
         self.progress = progress
+        self.int8 = int8
+        self.model_file: Path | None = None  # the ONNX file the session runs, once loaded
         self._lock = threading.Lock()
         self._tokenizer: Any = None
         self._session: Any = None
@@ -343,7 +350,14 @@ class MiniLMEmbedder:
             if self._session is None:
                 folder = self.model_dir
                 self._tokenizer = self._load_tokenizer(folder / "tokenizer.json")
-                self._session = self._load_session(folder / "model.onnx")
+                model = folder / "model.onnx"
+                if self.int8:
+                    from copilot.index.int8_model import int8_copy
+
+                    elsewhere = data_model_dir(self._settings).parent if self._settings is not None else None
+                    model = int8_copy(model, elsewhere) or model
+                self._session = self._load_session(model)
+                self.model_file = model
         return self._tokenizer, self._session
 
     @staticmethod

@@ -511,13 +511,16 @@ class Indexer:
             metas = [chunk_metadata(source_path=r.file.path, root=r.file.root, file_hash=r.file.sha256, **r.fields)
                      for r in rows]
             self.store.upsert([r.id for r in rows], vectors, metas)
+        from copilot.index.vectors import encode
+
         with self.m.transaction():
             self.m.delete_chunks_of(purge)
             self.m.insert_chunks(
                 (r.id, r.file.path, r.hash, r.text, r.fields["heading"], r.fields["title"], r.fields["url"],
                  r.fields["site"], r.fields["kind"], r.fields["score"],
                  None if r.fields["accepted"] is None else int(bool(r.fields["accepted"])),
-                 r.fields["role"], r.fields["position"], r.fields["doc_key"]) for r in rows)
+                 r.fields["role"], r.fields["position"], r.fields["doc_key"], encode(vec))
+                for r, vec in zip(rows, vectors, strict=True))
             for f in ended:
                 bad = f.skip_reason is not None
                 self.m.put_file(f.path, f.root, f.size, f.mtime_ns, f.sha256 or "", 0 if bad else f.chunks,
@@ -538,7 +541,7 @@ class Indexer:
         self._progress("index")
 
     def _vectors(self, rows: list[_Row]) -> np.ndarray:
-        """One vector per row: from this run's cache, from Chroma for texts already stored, else
+        """One vector per row: from this run's cache, from the manifest for texts already stored, else
         embedded (each distinct text once)."""
         import numpy as np
 
@@ -551,12 +554,14 @@ class Indexer:
                 out[i] = vec
             else:
                 missing.setdefault(r.hash, []).append(i)
-        if missing and self.store is not None:
+        if missing:
+            from copilot.index.vectors import decode
+
             stored = self.m.ids_for_hashes(missing)
             if stored:
-                got = self.store.get_vectors(sorted(set(stored.values())))
+                got = self.m.vectors(sorted(set(stored.values())))
                 for h, cid in stored.items():
-                    vec = got.get(cid)
+                    vec = decode(got[cid]) if cid in got else None
                     if vec is not None and vec.shape[0] == out.shape[1]:
                         for i in missing.pop(h):
                             out[i] = vec

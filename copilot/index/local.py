@@ -2,7 +2,7 @@
 
 `LocalIndex.open(settings)` is cheap: it opens only the manifest (SQLite). `is_empty()` and
 `count()` never touch Chroma, so a question asked with an empty index never imports chromadb.
-The first `dense_search` opens Chroma; each later one first compares the manifest's
+The first `nearest` (or `dense_search`) opens Chroma; each later one first compares the manifest's
 `generation` with the one Chroma was opened at and reopens it when a writer finished since
 (an embedded Chroma opened by one process does not see another process's writes otherwise).
 """
@@ -18,6 +18,8 @@ from copilot.index.manifest import Manifest, manifest_path
 from copilot.index.store import REINDEX_HINT, ChromaStore
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from copilot.config import Settings
     from copilot.index.embeddings import Embedder
 
@@ -108,26 +110,53 @@ class LocalIndex:
             raise EmbedderMismatch(f"the index was built with {stored} but the embedder is "
                                    f"{self.embedder.embedder_id}", REINDEX_HINT)
 
-    def dense_search(self, query: str, k: int = 8) -> list[LocalHit]:
-        """The k chunks nearest the query by meaning, nearest first."""
+    def nearest(self, query: str, limit: int) -> tuple[list[tuple[str, float]], np.ndarray | None]:
+        """The `limit` chunks nearest `query` by meaning: (id, cosine similarity), nearest first,
+        and the query's vector (None when there is nothing to search).
+
+        Chroma gives the nearest `vectors.POOL` by its short vectors; they are ranked again by the
+        exact vectors the manifest keeps (`copilot.index.vectors`)."""
         m = self._m()
-        if m is None or k <= 0 or self.is_empty():
-            return []
+        if m is None or limit <= 0 or self.is_empty():
+            return [], None
         self.check_embedder()
         store = self._chroma()
         if store is None:
-            return []
+            return [], None
         if store.embedder_id and store.embedder_id != self.embedder.embedder_id:
             raise EmbedderMismatch(f"the index was built with {store.embedder_id} but the embedder is "
                                    f"{self.embedder.embedder_id}", REINDEX_HINT)
+        from copilot.index.vectors import POOL
+
         vector = self.embedder.embed_query(query)
+        found = store.query(vector, max(limit, POOL))
+        exact = self.similarities([cid for cid, _ in found], vector)
+        ranked = sorted(((cid, exact.get(cid, 1.0 - distance)) for cid, distance in found), key=lambda x: -x[1])
+        return ranked[:limit], vector
+
+    def similarities(self, ids: list[str], vector: np.ndarray) -> dict[str, float]:
+        """Exact cosine of `vector` with each chunk in `ids` whose vector the manifest keeps."""
+        m = self._m()
+        if m is None or not ids:
+            return {}
+        from copilot.index.vectors import cosines
+
+        blobs = m.vectors(ids)
+        return dict(zip(blobs, cosines(vector, list(blobs.values())).tolist(), strict=True))
+
+    def dense_search(self, query: str, k: int = 8) -> list[LocalHit]:
+        """The k chunks nearest the query by meaning, nearest first."""
         # Identical text in two files is two chunks with one vector: ask for a few more and keep
         # the first of each text.
-        found = store.query(vector, k + min(k, 8))
+        found, _ = self.nearest(query, k + min(k, 8))
+        if not found:
+            return []
+        m = self._m()
+        assert m is not None
         rows = m.chunks_by_id([cid for cid, _ in found])
         hits: list[LocalHit] = []
         seen: set[str] = set()
-        for cid, distance in found:
+        for cid, similarity in found:
             row = rows.get(cid)
             if row is None or row["text_hash"] in seen:  # gone since (a write in progress), or a twin
                 continue
@@ -138,7 +167,7 @@ class LocalIndex:
                 id=cid, text=row["text"], heading=row["heading"], title=row["title"],
                 source_path=row["source_path"], url=row["url"], site=row["site"], kind=row["kind"],
                 score=row["score"], accepted=None if row["accepted"] is None else bool(row["accepted"]),
-                role=row["role"], position=row["position"], distance=distance))
+                role=row["role"], position=row["position"], distance=1.0 - similarity))
         return hits
 
     def close(self) -> None:

@@ -46,16 +46,18 @@ from pathlib import Path
 
 from copilot.errors import IndexDamaged, IndexLocked, IndexUnavailable
 
-SCHEMA = 1
+SCHEMA = 2  # 2: chunks.vector (the exact vector; Chroma holds a projection of it)
 FTS_TOKENIZER = "unicode61 remove_diacritics 2"
 MANIFEST_NAME = "manifest.sqlite"
 LOCK_NAME = "write.lock"
 REBUILD_HINT = ("`copilot index --rebuild PATH...` sets it aside (renamed, not deleted) and builds the "
                 "index again")
 
-# Columns of `chunks` after rowid, in insert order.
+# Columns of `chunks` after rowid that readers get, in insert order; `insert_chunks` rows end with
+# one more, `vector` (int8 bytes, `copilot.index.vectors.encode`; NULL when not known).
 CHUNK_COLUMNS = ("id", "source_path", "text_hash", "text", "heading", "title", "url", "site", "kind",
                  "score", "accepted", "role", "position", "doc_key")
+_STORED_COLUMNS = (*CHUNK_COLUMNS, "vector")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,7 +88,8 @@ CREATE TABLE IF NOT EXISTS chunks(
     accepted INTEGER,
     role TEXT NOT NULL,
     position INTEGER NOT NULL,
-    doc_key TEXT NOT NULL
+    doc_key TEXT NOT NULL,
+    vector BLOB
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(source_path);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(text_hash);
@@ -375,6 +378,16 @@ class Manifest:
                 out[row[0]] = dict(zip(CHUNK_COLUMNS, row, strict=True))
         return out
 
+    def vectors(self, ids: Sequence[str]) -> dict[str, bytes]:
+        """The stored exact vectors by chunk id (ids without one are left out)."""
+        out: dict[str, bytes] = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start:start + 500])
+            marks = ",".join("?" * len(part))
+            out.update(self.conn.execute(
+                f"SELECT id, vector FROM chunks WHERE id IN ({marks}) AND vector IS NOT NULL", part))
+        return out
+
     def pending(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT path FROM pending ORDER BY path")]
 
@@ -413,8 +426,8 @@ class Manifest:
             self.conn.execute(f"DELETE FROM chunks WHERE source_path IN ({marks})", part)
 
     def insert_chunks(self, rows: Iterable[Sequence]) -> None:
-        cols = ", ".join(CHUNK_COLUMNS)
-        marks = ",".join("?" * len(CHUNK_COLUMNS))
+        cols = ", ".join(_STORED_COLUMNS)
+        marks = ",".join("?" * len(_STORED_COLUMNS))
         self.conn.executemany(f"INSERT OR REPLACE INTO chunks({cols}) VALUES ({marks})", rows)
 
     def add_pending(self, paths: Iterable[str]) -> None:

@@ -4,8 +4,12 @@ Embedded (`chromadb.PersistentClient` under `<data>/index/chroma`) by default; a
 (`chroma run`) when `settings.chroma_url` names one. Everything else is the same code.
 
 - One collection, `copilot`, cosine space, no Chroma embedding function: the vectors come from
-  `copilot.index.embeddings`. Its metadata records the embedder that built it, the schema
-  version and the id of the manifest it belongs to (see `copilot.index.manifest`).
+  `copilot.index.embeddings`. Its metadata records the embedder that built it, the projection
+  its vectors went through, the schema version and the id of the manifest it belongs to (see
+  `copilot.index.manifest`).
+- Chroma holds short vectors (`copilot.index.vectors`: MiniLM's projected to 128 dimensions, so
+  its in-memory HNSW index is half the size); the manifest keeps the exact ones. `upsert` and
+  `query` take full vectors and project them here.
 - Chunk text is not stored in Chroma: the manifest keeps it once (for the keyword index too) and
   readers join hits to it by chunk id. Chroma's embedded store would otherwise hold each text a
   second time plus its own trigram index of it.
@@ -22,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from copilot.errors import EmbedderMismatch, IndexUnavailable, IndexWriteFailed
-from copilot.index.manifest import index_dir
+from copilot.errors import EmbedderMismatch, IndexDamaged, IndexUnavailable, IndexWriteFailed
+from copilot.index.manifest import REBUILD_HINT, index_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from copilot.config import Settings
 
 COLLECTION = "copilot"
-CHROMA_SCHEMA = 1
+CHROMA_SCHEMA = 2  # 2: projected vectors
 HEADING_SEP = " › "
 REINDEX_HINT = "re-index with `copilot index --rebuild PATH...` (or set embed_model back)"
 
@@ -252,13 +256,16 @@ class ChromaStore:
         another manifest): the caller must then forget what its manifest says is stored. A
         collection built by another embedder is an error unless `allow_new_embedder` (an empty or
         rebuilt index), in which case it is emptied and takes the new embedder."""
+        from copilot.index.vectors import projection_name
+
         client = connect(settings)
         try:
             col = _find_collection(client, settings, index_id)
             started_over = False
             if col is not None:
                 meta = col.metadata or {}
-                ours = meta.get("index_id") == index_id and meta.get("schema") == CHROMA_SCHEMA
+                ours = meta.get("index_id") == index_id and meta.get("schema") == CHROMA_SCHEMA \
+                    and meta.get("projection", "") == projection_name(embedder_id)
                 stored = meta.get("embedder")
                 if ours and stored and stored != embedder_id and not allow_new_embedder:
                     raise EmbedderMismatch(f"the index was built with {stored} but the embedder is {embedder_id}",
@@ -271,7 +278,8 @@ class ChromaStore:
                 col = client.create_collection(
                     collection_name(settings, index_id), embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"embedder": embedder_id, "schema": CHROMA_SCHEMA, "index_id": index_id})
+                    metadata={"embedder": embedder_id, "schema": CHROMA_SCHEMA, "index_id": index_id,
+                              "projection": projection_name(embedder_id)})
         except (EmbedderMismatch, IndexUnavailable):
             _close(client)
             raise
@@ -295,6 +303,14 @@ class ChromaStore:
         if col is None:
             _close(client)
             return None
+        from copilot.index.vectors import projection_name
+
+        meta = col.metadata or {}
+        if meta.get("schema") != CHROMA_SCHEMA or \
+                meta.get("projection", "") != projection_name(str(meta.get("embedder") or "")):
+            _close(client)
+            raise IndexDamaged(f"the index's Chroma collection was made by another version of copilot "
+                               f"(schema {meta.get('schema')}; this one reads schema {CHROMA_SCHEMA})", REBUILD_HINT)
         return cls(settings, client, _Guarded(col, settings, reconnect_s=0.0))
 
     @staticmethod
@@ -336,6 +352,10 @@ class ChromaStore:
             return 500
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict]) -> None:
+        """Store full vectors (projected here, see the module's docstring)."""
+        from copilot.index.vectors import short
+
+        vectors = short(vectors, self.embedder_id)
         step = self._batch()
         for start in range(0, len(ids), step):
             self.collection.upsert(ids=list(ids[start:start + step]), embeddings=vectors[start:start + step],
@@ -353,21 +373,6 @@ class ChromaStore:
         for start in range(0, len(ids), step):
             self.collection.delete(ids=list(ids[start:start + step]))
 
-    def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored vectors by chunk id; ids Chroma does not hold are left out."""
-        import numpy as np
-
-        out: dict[str, np.ndarray] = {}
-        step = self._batch()
-        for start in range(0, len(ids), step):
-            got = self.collection.get(ids=list(ids[start:start + step]), include=["embeddings"])
-            embeddings = got.get("embeddings")
-            if embeddings is None:
-                continue
-            for cid, vec in zip(got["ids"], embeddings, strict=True):
-                out[cid] = np.asarray(vec, dtype=np.float32)
-        return out
-
     def all_ids(self) -> set[str]:
         ids: set[str] = set()
         total = self.count()
@@ -377,12 +382,15 @@ class ChromaStore:
         return ids
 
     def query(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """The k nearest chunks: (id, cosine distance), nearest first. Fewer when the collection
+        """The k nearest chunks by the short vectors: (id, cosine distance), nearest first. Fewer when the collection
         holds fewer. No metadata and no count first: at 100k chunks each cost ~5 ms, and the
         chunk rows come from the manifest anyway."""
+        from copilot.index.vectors import short
+
         if k <= 0:
             return []
-        res = self.collection.query(query_embeddings=[vector], n_results=k, include=["distances"])
+        res = self.collection.query(query_embeddings=[short(vector, self.embedder_id)], n_results=k,
+                                    include=["distances"])
         ids = res["ids"][0]
         distances = (res.get("distances") or [[0.0] * len(ids)])[0]
         return [(cid, float(d)) for cid, d in zip(ids, distances, strict=True)]
