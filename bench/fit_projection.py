@@ -3,7 +3,7 @@
 The basis is the top principal directions of all-MiniLM-L6-v2 vectors of developer prose that is
 not the Python docs the question sets ask about: docstrings (over 200 characters) of the modules
 installed in this venv, a seeded sample of 8 000. Their vectors are computed with the embedder
-copilot ships, and the basis is written as float32 (dim × DIMS) to copilot/index/minilm_pca128.npy.
+copilot ships, and the basis is written as float32 (dim × DIMS) to copilot/index/minilm_pca64.npy.
 
     COPILOT_EMBED_MODEL_DIR=... .venv/bin/python bench/fit_projection.py
 
@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DIMS = 128
+DIMS = 64
 SAMPLE = 8000
-OUT = ROOT / "copilot" / "index" / "minilm_pca128.npy"
+OUT = ROOT / "copilot" / "index" / "minilm_pca64.npy"
 
 
 def docstrings(limit: int) -> list[str]:

@@ -152,7 +152,7 @@ def _largest_mappings(pid: int, n: int = 8) -> list[tuple[str, float]]:
     return [(k, v / 1024) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:n]]
 
 
-def memory(settings) -> None:
+def memory(settings, answers: int = 10) -> None:
     import json
     import re
     import subprocess
@@ -192,17 +192,19 @@ def memory(settings) -> None:
             return sum(r["VmRSS"] for r in rows), sum(r["VmHWM"] for r in rows)
 
         rows = [("launched, warm-up done", *total())]
-        for i, q in enumerate(QUERIES[:3], 1):
+        for i, q in enumerate(QUERIES[:answers], 1):
             pane.send(q, literal=True)
             pane.wait_for(lambda s, q=q: q[:30] in s, timeout=10)
             pane.send("Enter")
-            pane.wait_for(lambda s, i=i: s.count("DONEMARK") >= i, timeout=120)
+            # this question's answer is on screen (earlier ones may have scrolled away)
+            pane.wait_for(lambda s, q=q: "DONEMARK" in s[s.rfind("❯ " + q[:30]):] if "❯ " + q[:30] in s else False,
+                          timeout=120)
             time.sleep(2.0)  # the collection and trim after an answer (0.5 s after it)
             rows.append((f"after answer {i}", *total()))
         print("\n| the app (tmux, scope local) | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|")
         for label, rss, hwm in rows:
             print(f"| {label} | {rss:.0f} | {hwm:.0f} |")
-        print("\nLargest mappings after answer 3 (RSS MiB): " +
+        print(f"\nLargest mappings after answer {answers} (RSS MiB): " +
               ", ".join(f"{name} {mib:.0f}" for name, mib in _largest_mappings(pid)))
     finally:
         pane.kill()
@@ -228,11 +230,12 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=1, help="passes over the 30 queries")
     ap.add_argument("--memory", action="store_true", help="measure resident memory instead of latency")
+    ap.add_argument("--answers", type=int, default=10, help="questions asked in the app (--memory)")
     args = ap.parse_args()
     if args.memory:
         from copilot.config import load_settings
 
-        memory(load_settings())
+        memory(load_settings(), args.answers)
         return
 
     from copilot.config import load_settings

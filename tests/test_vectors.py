@@ -19,7 +19,7 @@ from copilot.index.indexer import run_index
 from copilot.index.local import LocalIndex
 from copilot.index.manifest import Manifest, manifest_path
 from copilot.index.store import CHROMA_SCHEMA, ChromaStore
-from copilot.index.vectors import POOL, basis, cosines, decode, encode, projection_name, short
+from copilot.index.vectors import basis, cosines, decode, encode, projection_name, short
 
 pytest_plugins = ["tests.fixtures_models", "tests.fixtures_index"]
 
@@ -48,11 +48,11 @@ def test_int8_vectors_keep_cosines_close_and_round_trip() -> None:
 
 def test_minilm_vectors_are_projected_to_the_shipped_basis_and_others_are_not() -> None:
     b = basis(MINILM_ID)
-    assert b is not None and b.shape == (384, 128) and b.dtype == np.float32
-    np.testing.assert_allclose(b.T @ b, np.eye(128), atol=1e-4)  # orthonormal directions
-    assert projection_name(MINILM_ID) == "minilm-pca128"
+    assert b is not None and b.shape == (384, 64) and b.dtype == np.float32
+    np.testing.assert_allclose(b.T @ b, np.eye(64), atol=1e-4)  # orthonormal directions
+    assert projection_name(MINILM_ID) == "minilm-pca64"
     v = np.ones((3, 384), dtype=np.float32)
-    assert short(v, MINILM_ID).shape == (3, 128)
+    assert short(v, MINILM_ID).shape == (3, 64)
     assert basis("ollama:nomic-embed-text") is None and projection_name("ollama:nomic-embed-text") == ""
     assert short(v, "ollama:nomic-embed-text") is v
 
@@ -72,20 +72,23 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def test_dense_search_ranks_by_exact_vectors_and_finds_what_brute_force_finds(
-        corpus: Path, settings: Settings, minilm_dir: Path) -> None:
+        corpus: Path, settings: Settings, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import copilot.index.vectors
+
+    monkeypatch.setattr(copilot.index.vectors, "POOL", 100)  # fewer candidates than chunks, so Chroma's pick matters
     embedder = MiniLMEmbedder(model_dir=minilm_dir)
     report = run_index([corpus], settings, embedder=embedder)
     m = Manifest.open(manifest_path(settings.data_path), create=False)
     ids = [r[0] for r in m.conn.execute("SELECT id FROM chunks")]
-    assert len(ids) > 2 * POOL, report
+    assert len(ids) > 2 * copilot.index.vectors.POOL, report
     stored = m.vectors(ids)
     assert set(stored) == set(ids)  # every chunk keeps its exact vector
 
     store = ChromaStore.open_for_read(settings)
     assert store is not None
     got = store.collection.get(ids=ids[:3], include=["embeddings"])
-    assert len(got["embeddings"][0]) == 128  # Chroma holds the short vectors
-    assert (store.collection.metadata or {})["projection"] == "minilm-pca128"
+    assert len(got["embeddings"][0]) == 64  # Chroma holds the short vectors
+    assert (store.collection.metadata or {})["projection"] == "minilm-pca64"
     store.close()
 
     index = LocalIndex.open(settings, embedder=embedder)

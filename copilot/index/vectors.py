@@ -5,17 +5,17 @@ Chroma's HNSW index (hnswlib) holds every vector it serves as float32 in memory:
 twice, in two forms:
 
 - **exact**, in the manifest's `chunks.vector`: int8, 384 bytes (unit vector × 127, rounded),
-  read only for the candidates of a query; the cosine it gives is within ~0.005 of float32's;
-- **short**, in Chroma: the vector projected onto a fixed basis of 128 directions, the top
+  read only for the candidates of a query; its cosines are within ~0.01 of float32's;
+- **short**, in Chroma: the vector projected onto a fixed basis of 64 directions, the top
   principal directions of MiniLM vectors of 8 000 library docstrings (developer prose that is not
   the Python docs the question sets ask about; `bench/fit_projection.py` made
-  `minilm_pca128.npy`). ~100 MiB at 100k chunks instead of ~200.
+  `minilm_pca64.npy`). Loading the HNSW index of 100k chunks then takes ~74 MiB instead of ~202.
 
 A dense query asks Chroma for the nearest `POOL` chunks by the short vectors, then ranks them by
-exact cosine (`LocalIndex.nearest`). On the Python-docs question sets (22k chunks) the exact top
-10 was inside the projected top 100 for 99.8 % of the questions and hit@k and MRR did not move
-(bench/results/scale_100k.md). Embedders with no basis here (Ollama models) keep full vectors in
-Chroma; the exact ranking is the same.
+exact cosine (`LocalIndex.nearest`). On the three Python-docs question sets (22k chunks) dense
+hit@1/5/10 and MRR equal those of an exact search over all the full vectors; with 200 candidates
+two sets lost one question each (bench/results/scale_100k.md). ~9 ms at 100k chunks. Embedders with
+no basis here (Ollama models) keep full vectors in Chroma; the exact ranking is the same.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-POOL = 100  # candidates asked of Chroma before the exact ranking
+POOL = 400  # candidates asked of Chroma before the exact ranking
 _SCALE = 127.0
 
 # embedder id -> (name recorded with the Chroma collection, basis file beside this module)
-_BASES = {"onnx:all-MiniLM-L6-v2": ("minilm-pca128", "minilm_pca128.npy")}
+_BASES = {"onnx:all-MiniLM-L6-v2": ("minilm-pca64", "minilm_pca64.npy")}
 
 
 def projection_name(embedder_id: str) -> str:
