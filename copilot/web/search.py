@@ -134,7 +134,8 @@ async def probe_engine(engine: str, settings: Settings, query: str = "python") -
     """One attempt, no cache, no retry: None when the engine answers, else what is wrong."""
     timeout = max(min(settings.search_timeout, 10.0), 0.1)
     try:
-        await asyncio.wait_for(_run_engine(engine, query, settings, timeout), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a Ctrl-C (gh-86296)
+            await _run_engine(engine, query, settings, timeout)
     except EngineError as e:
         return e.message
     except TimeoutError:
@@ -154,7 +155,8 @@ async def _with_retry(engine: str, query: str, settings: Settings,
         try:
             if timeout <= 0.01:
                 raise TimeoutError
-            return await asyncio.wait_for(_run_engine(engine, query, settings, timeout), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a Ctrl-C (gh-86296)
+                return await _run_engine(engine, query, settings, timeout)
         except TimeoutError:
             err = EngineError(f"{label} timed out", kind="timeout")
         except EngineError as e:
