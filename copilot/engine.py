@@ -279,6 +279,13 @@ def fit_prompt(question: str, sources: list[ev.Source], context: str | None, max
     return messages, min(num_ctx, limit) if limit else num_ctx, answer
 
 
+def matched_note(matched: list[ev.Match]) -> str:
+    numbers = ", ".join(f"[{n}]" for n in sorted({m.n for m in matched}))
+    k = len(matched)
+    return (f"; by their wording, {k} of its sentence{'s' if k != 1 else ''} match{'' if k != 1 else 'es'} "
+            f"{numbers} (copilot's match, not the model's citation)")
+
+
 async def ask(question: str, settings: Settings, options: AskOptions | None = None
               ) -> AsyncIterator[ev.Event]:
     """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
@@ -418,13 +425,19 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
             cut_reason = "length"
             warn(f"the answer hit the {answer_tokens}-token limit and was cut")
         cites = citations.check_citations(answer_text, sources)
+        matched: list[ev.Match] = []
+        if sources and answer_text.strip() and not any(c.valid for c in cites):
+            from copilot import support
+
+            # The model cited nothing: say which sources its sentences come from, as copilot's match
+            matched = await asyncio.to_thread(support.match_uncited, answer_text, sources, settings)
         invalid = sorted({c.n for c in cites if not c.valid})
         if invalid:
             listed = ", ".join(f"[{n}]" for n in invalid)
             warn(f"the answer cites {listed}, which {'is' if len(invalid) == 1 else 'are'} not "
                  f"among the {len(sources)} sources")
         elif sources and answer_text.strip() and not cites:
-            warn("the answer cites none of its sources")
+            warn("the answer cites none of its sources" + (matched_note(matched) if matched else ""))
         if cites:
             from copilot import support
 
@@ -438,7 +451,7 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         yield ev.Done(ev.Answer(
             question=question, text=answer_text, model=model, sources=sources, citations=cites,
             plain_results=results, warnings=warnings, timings=timings, cut_reason=cut_reason,
-            prompt_tokens=stats.prompt_tokens,
+            prompt_tokens=stats.prompt_tokens, matched=matched,
         ))
     finally:
         for task in (model_task, local_task):

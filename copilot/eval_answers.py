@@ -13,7 +13,9 @@ Each question of a QA.jsonl file (the format of `copilot eval retrieval`, read b
   from those same URLs (the fetched page itself is not kept, so the passage stands for what a
   click shows; a result whose page could not be read counts by its snippet alone).
 - `cited_answer_rate`: share of answers with at least one valid citation (`Answer.citations`
-  are parsed outside code blocks).
+  are parsed outside code blocks). A row's `matched` lists the sentences copilot matched to a
+  source when the answer cites nothing (`Answer.matched`); they never count as citations here,
+  and the text report shows how many uncited answers got a match.
 - `valid_citation_rate`: valid / all citations; `supported_citation_rate`: supported / valid
   (None when there is nothing to divide).
 - `prompt_tokens_mean`: the mean of the prompt tokens the model reported (`prompt_eval_count`,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 PLAIN_TOP = 3
 RESULT_KEYS = ("n", "model", "must_contain_rate", "plain_top3_rate", "cited_answer_rate", "valid_citation_rate",
                "supported_citation_rate", "prompt_tokens_mean", "first_token_p50_s", "total_p50_s", "rows")
-ROW_KEYS = ("id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations",
+ROW_KEYS = ("id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations", "matched",
             "prompt_tokens", "first_token_s", "total_s", "error")
 
 
@@ -142,6 +144,7 @@ def run_answers_eval(questions: Sequence[Question], settings: Settings, *, use_w
             "id": q.id, "question": q.question, "answer": text,
             "must_contain_ok": must_ok, "plain_top3_ok": contains_all(plain, q.must_contain),
             "cited": bool(valid), "citations": _citations_json(text, cites),
+            "matched": [m.to_json() for m in answer.matched] if answer is not None else [],
             "sources": [{"n": s.n, "title": s.title, "where": s.where, "text": s.text} for s in sources],
             "prompt_tokens": None, "first_token_s": None, "total_s": None,
             "error": error.one_line() if error else None,
@@ -184,6 +187,10 @@ def format_answers(result: dict) -> str:
     for key in ("must_contain_rate", "plain_top3_rate", "cited_answer_rate", "valid_citation_rate",
                 "supported_citation_rate"):
         lines.append(f"  {key:<26}{_fmt(result[key]):>9}")
+    uncited = [r for r in result["rows"] if not r["cited"] and not r["error"]]
+    if uncited:
+        lines.append(f"  uncited answers matched to a source by copilot: {sum(bool(r['matched']) for r in uncited)} "
+                     f"of {len(uncited)}")
     lines.append(f"  {'prompt_tokens_mean':<26}{_fmt(result['prompt_tokens_mean'], '.1f'):>9}")
     lines.append(f"  {'first_token_p50_s':<26}{_fmt(result['first_token_p50_s'], '.2f'):>9}")
     lines.append(f"  {'total_p50_s':<26}{_fmt(result['total_p50_s'], '.2f'):>9}")

@@ -70,6 +70,21 @@ class Citation:
 
 
 @dataclass
+class Match:
+    """A sentence of an answer that cites nothing, matched by copilot (not the model) to the one
+    source whose passage supports it clearly best (`copilot.support.match_sentences`)."""
+
+    n: int
+    start: int  # character span of the sentence in the answer
+    end: int
+    sentence: str
+    support: float
+
+    def to_json(self) -> dict:
+        return {"n": self.n, "sentence": self.sentence, "support": self.support}
+
+
+@dataclass
 class Timings:
     search: float = 0.0
     fetch: float = 0.0
@@ -89,6 +104,7 @@ class Answer:
     timings: Timings
     cut_reason: str = ""  # "stream": the connection broke mid-answer; "length": hit the token limit
     prompt_tokens: int | None = None  # as the model reported them (prompt_eval_count), when it did
+    matched: list[Match] = field(default_factory=list)  # only when the answer cites nothing
 
     @property
     def cut(self) -> bool:
@@ -108,6 +124,7 @@ class Answer:
             "sources": [s.to_json() for s in self.sources],
             "citations": [c.to_json() for c in self.citations],
             "invalid_citations": sorted({c.n for c in self.citations if not c.valid}),
+            "matched": [m.to_json() for m in self.matched],
             "plain_results": [
                 {"rank": r.rank, "title": r.title, "url": r.url, "snippet": r.snippet,
                  "cited": r.url in cited_urls}

@@ -202,10 +202,13 @@ class AskPrinter:
             self.out.print()
             self.out.print(Text("Sources", style="bold"))
             weak = {c.n for c in answer.citations if c.valid and c.supported is False}
+            matched = {m.n for m in answer.matched}
             for s in answer.sources:
                 mark = "" if s.n in cited else "  (not cited)"
                 if s.n in weak:
                     mark = "  (weak support)"
+                elif s.n in matched:
+                    mark = "  (not cited; copilot matched a sentence to it)"
                 line = Text(f"[{s.n}] ", style="bold cyan" if s.n in cited else "dim")
                 line += Text(clean(s.label)) + Text(" — ") + Text(clean(s.where), style="blue")
                 line += Text(mark, style="yellow" if s.n in weak else "dim")

@@ -18,7 +18,11 @@ The score combines:
   probably cited to the wrong one.
 
 `supported` is `support >= THRESHOLD` (tuned on the first half of bench/data/citation-support.jsonl,
-see bench/results/citation_support.md). No model is loaded here: the caller passes an embedder or
+see bench/results/citation_support.md).
+
+An answer that cites nothing gets `match_sentences`: the same score, turned around, finds for each
+of its sentences the source that supports it clearly best (`MATCH_MARGIN` over the next one). The
+result is shown as copilot's match, never as the model's citation. No model is loaded here: the caller passes an embedder or
 not; `embedder_available` says whether one can be made without a download.
 """
 
@@ -29,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from copilot.events import Citation, Source
+from copilot.events import Citation, Match, Source
 
 if TYPE_CHECKING:
     from copilot.config import Settings
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 THRESHOLD = 0.65  # lexical only: the lowest that met both goals on the tune split
 THRESHOLD_EMBED = 0.7  # with an embedder: chosen the same way
 MIN_CLAUSE_TOKENS = 3  # a clause with fewer content tokens is judged with its whole sentence
+MATCH_MARGIN = 0.1  # a sentence is matched to a source only when no other comes this close
 
 _FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.S | re.M)
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]*_]*\s+(?=[\[(*_`\"']?[A-Z0-9`\[(*])"  # after . ! ? before a capital
@@ -408,6 +413,42 @@ def _cosines(embedder: Any, claims: list[str], by_n: dict[int, Source]) -> dict[
         for i, claim in enumerate(uniq_claims):
             out[(claim, n)] = float(sims[i].max())
     return out
+
+
+def match_sentences(answer_text: str, sources: Sequence[Source], *, embedder: Any = None) -> list[Match]:
+    """For an answer that cites nothing: each prose sentence whose best source supports it (the
+    same score as a citation's) and beats every other source by `MATCH_MARGIN`. Sentences too
+    short to judge, and sentences two sources support about equally, are left unmatched."""
+    if not sources or not answer_text.strip():
+        return []
+    by_n = {s.n: s for s in sources}
+    code = _code_blocks(answer_text)
+    picked = [(s, e, " ".join(answer_text[s:e].split())) for s, e in _sentences(answer_text, code)]
+    picked = [(s, e, t) for s, e, t in picked if len(_claim_tokens(t)) >= MIN_CLAUSE_TOKENS]
+    if not picked:
+        return []
+    cos = _cosines(embedder, [t for _, _, t in picked], by_n) if embedder is not None else {}
+    threshold = THRESHOLD_EMBED if cos else THRESHOLD
+    out: list[Match] = []
+    for s, e, sentence in picked:
+        scores = sorted(((_combine(lexical_support(sentence, _source_text(src)), cos.get((sentence, n))), n)
+                         for n, src in by_n.items()), reverse=True)
+        best, n = scores[0]
+        runner_up = scores[1][0] if len(scores) > 1 else 0.0
+        if best >= threshold and best - runner_up >= MATCH_MARGIN:
+            out.append(Match(n=n, start=s, end=e, sentence=sentence, support=round(best, 3)))
+    return out
+
+
+def match_uncited(answer_text: str, sources: Sequence[Source], settings: Settings | None = None) -> list[Match]:
+    """`match_sentences` with the in-process embedder when its files are on disk, else lexical."""
+    embedder = make_support_embedder(settings) if settings is not None else None
+    if embedder is not None:
+        try:
+            return match_sentences(answer_text, sources, embedder=embedder)
+        except Exception:  # noqa: BLE001 - a broken model file must not cost the answer
+            pass
+    return match_sentences(answer_text, sources)
 
 
 def weak(citations: Sequence[Citation]) -> list[Citation]:

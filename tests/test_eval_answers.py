@@ -15,7 +15,7 @@ pytest_plugins = ["tests.fixtures_models", "tests.fixtures_index"]  # minilm_dir
 
 KEYS = ["n", "model", "must_contain_rate", "plain_top3_rate", "cited_answer_rate", "valid_citation_rate",
         "supported_citation_rate", "prompt_tokens_mean", "first_token_p50_s", "total_p50_s", "rows"]
-ROW_KEYS = ["id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations", "sources",
+ROW_KEYS = ["id", "question", "answer", "must_contain_ok", "plain_top3_ok", "cited", "citations", "matched", "sources",
             "prompt_tokens", "first_token_s", "total_s", "error"]
 
 

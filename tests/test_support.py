@@ -195,3 +195,55 @@ def test_ask_flags_a_citation_of_the_wrong_page(env, ollama, web) -> None:
     assert any("may not support" in w and "nest_asyncio" in w for w in out["warnings"])
     plain = run_cli("ask", QUESTION)
     assert "(weak support)" in plain.stdout
+
+
+# --- an answer that cites nothing: copilot's match ----------------------------------------------
+
+
+def test_uncited_sentences_are_matched_to_the_source_that_says_them() -> None:
+    text = ("The lru_cache decorator saves up to maxsize most recent calls, and with maxsize set to None "
+            "the cache can grow without bound.\n\n```python\n@lru_cache\ndef f(x): ...\n```\n\n"
+            "Path.mkdir raises FileExistsError when the target directory already exists and exist_ok is "
+            "false. Bananas are yellow and grow in warm countries.")
+    matched = support.match_sentences(text, SOURCES)
+    assert [(m.n, m.sentence.split()[0]) for m in matched] == [(1, "The"), (3, "Path.mkdir")]
+    assert all(m.support >= support.THRESHOLD for m in matched)
+    assert text[matched[1].start:matched[1].end].startswith("Path.mkdir raises")
+    assert "Bananas" not in " ".join(m.sentence for m in matched)  # no source says it
+
+
+def test_a_sentence_two_sources_support_alike_is_not_matched() -> None:
+    twin = Source(4, "functools (copy)", "https://example.org/functools", "web-other", LRU.text, heading=LRU.heading)
+    text = "The lru_cache decorator saves up to maxsize most recent calls, and the cache can grow without bound."
+    assert [m.n for m in support.match_sentences(text, SOURCES)] == [1]
+    assert support.match_sentences(text, [*SOURCES, twin]) == []
+    assert support.match_sentences("", SOURCES) == [] and support.match_sentences(text, []) == []
+
+
+def test_ask_matches_an_uncited_answer_and_says_it_is_copilots_match(env, ollama, web) -> None:
+    from tests.asyncio_pages import DOCS_PAGE, SO_PAGE
+
+    so = web.add_page("/q/55409641", SO_PAGE)
+    docs = web.add_page("/3/library/asyncio-runner.html", DOCS_PAGE)
+    web.set_search([{"title": "asyncio.run() cannot be called", "url": so, "content": "Jupyter"},
+                    {"title": "Runners", "url": docs, "content": "Execute the coroutine"}])
+    numbers: dict[str, int] = {}
+
+    def reply(body: dict) -> str:
+        user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        blocks = _source_blocks(user)
+        numbers["docs"] = next(n for n, t in blocks.items() if "Execute the coroutine" in t)
+        # what the docs say, with no [n] at all
+        return ("asyncio.run(coro, *, debug=None) executes the coroutine coro and returns the result; "
+                "the example awaits asyncio.sleep(1) and then prints hello.")
+
+    ollama.reply_with(reply)
+    proc = run_cli("ask", "--json", QUESTION)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["citations"] == []
+    assert {m["n"] for m in out["matched"]} == {numbers["docs"]}
+    assert all(m["support"] >= support.THRESHOLD and m["sentence"] in out["answer"] for m in out["matched"])
+    assert any("cites none of its sources" in w and "copilot's match" in w for w in out["warnings"])
+    plain = run_cli("ask", QUESTION)
+    assert f"[{numbers['docs']}] " in plain.stdout and "copilot matched a sentence to it" in plain.stdout

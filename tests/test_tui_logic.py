@@ -105,6 +105,17 @@ def test_plain_marks() -> None:
     assert [m.state for m in streaming] == [PENDING, CITED, PENDING, PENDING, PENDING]
 
 
+def test_a_matched_source_says_so_and_an_ignored_one_does_not() -> None:
+    from copilot.tui.widgets.comparison import source_option
+
+    src = demo.SOURCES[0]
+    matched = str(source_option(src, 0, DONE, matched=True).prompt)
+    ignored = str(source_option(src, 0, DONE).prompt)
+    assert "copilot matched a sentence to it" in matched and "not cited" in matched
+    assert "matched" not in ignored and "not cited" in ignored
+    assert "matched" not in str(source_option(src, 1, DONE, matched=True).prompt)  # cited wins
+
+
 def test_url_key_matches_small_differences() -> None:
     assert url_key("https://www.Example.com/a/") == url_key("http://example.com/a#frag")
     assert url_key("https://x.org/q?id=1") != url_key("https://x.org/q?id=2")

@@ -38,6 +38,7 @@ MARKS = [
     ("· not read", "the search ranked it, but it was not among the sources"),
     ("[n?]", "cited, but the source may not say what the sentence claims (weak support)"),
     ("[n✗]", "the answer cites a source that does not exist"),
+    ("≈ matched", "the answer cites nothing; copilot found one of its sentences in this source"),
 ]
 
 

@@ -165,9 +165,10 @@ class PlainList(_ItemList):
             self.post_message(PreviewRequested(self.state, source=local))
 
 
-def source_option(s: ev.Source, count: int, phase: str, weak: int = 0) -> Option:
+def source_option(s: ev.Source, count: int, phase: str, weak: int = 0, matched: bool = False) -> Option:
     """`count`: how often the answer cites it; `weak`: how many of those scored as weakly
-    supported (the source may not say what the sentence claims)."""
+    supported (the source may not say what the sentence claims); `matched`: the answer cites
+    nothing and copilot matched one of its sentences to this source."""
     cited = count > 0
     number = Content.styled(f"[{s.n}] ", "bold $text-success" if cited else "bold $text-muted")
     title = Content.styled(_one_line(s.label, 200), "bold" if cited else "")
@@ -179,6 +180,8 @@ def source_option(s: ev.Source, count: int, phase: str, weak: int = 0) -> Option
         state = Content.assemble((f"✓ cited{times}", "$text-success"), (f" ({weak} weak)", "$text-warning"))
     elif cited:
         state = Content.styled(f"✓ cited{times}", "$text-success")
+    elif phase == DONE and matched:
+        state = Content.styled("≈ not cited; copilot matched a sentence to it", "$text-warning")
     elif phase == DONE:
         state = Content.styled("not cited", "$text-warning")
     elif phase == ASKING:
@@ -319,7 +322,9 @@ class ComparisonPanel(Vertical):
         if invalid:
             summary += f" · {len(invalid)} invalid"
         self.sources_title.update(title + Content.styled(summary, "$text-muted"))
-        options = [source_option(src, counts.get(src.n, 0), s.phase, weak.get(src.n, 0)) for src in s.sources]
+        matched = {m.n for m in s.answer.matched} if s.answer is not None else set()
+        options = [source_option(src, counts.get(src.n, 0), s.phase, weak.get(src.n, 0), src.n in matched)
+                   for src in s.sources]
         options += [invalid_option(n, len(s.sources)) for n in invalid]
         if not options:
             options = [_placeholder("No sources: this answer comes from the model alone, without citations.")]
