@@ -152,13 +152,16 @@ def _largest_mappings(pid: int, n: int = 8) -> list[tuple[str, float]]:
     return [(k, v / 1024) for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:n]]
 
 
-def memory(settings, answers: int = 10) -> None:
+def memory(settings, answers: int = 10, web: bool = False) -> None:
+    """`web`: the app also searches a loopback SearXNG and reads its pages (bench/tui.py's
+    Servers: the saved pages of ../shared/data), scope "both", as in daily use."""
     import json
     import re
     import subprocess
+    import tempfile
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from tui import Pane, copilot_exe  # bench/tui.py
+    from tui import Pane, Servers, copilot_exe  # bench/tui.py
 
     from tests.fakes import FakeOllama
 
@@ -173,13 +176,20 @@ def memory(settings, answers: int = 10) -> None:
         print(f"| {row['step']} | {row['rss']:.0f} | {row['anon']:.0f} | {row['rss'] - last:+.0f} |")
         last = row["rss"]
 
-    ollama = FakeOllama().start()
+    servers = Servers() if web else None
+    ollama = servers.ollama if servers else FakeOllama().start()
     ollama.token_delay = 0.002
     ollama.reply_with("Use functools.lru_cache on a pure function [1]. DONEMARK")
     pane = Pane("copilot-rss100k")
     app_env = {k: v for k, v in os.environ.items() if k.startswith(("COPILOT_", "MALLOC_"))}
     app_env.update(OLLAMA_HOST=ollama.host, COPILOT_SEARCH_ENGINE="none", TERM="xterm-256color",
                    HOME=os.environ.get("HOME", "/tmp"))
+    if servers:
+        # no search cache: results cached by another run name that run's (gone) port
+        config = Path(tempfile.mkdtemp()) / "config.toml"
+        config.write_text("cache_ttl_hours = 0\n", encoding="utf-8")
+        app_env.update(COPILOT_SEARCH_ENGINE="searxng", COPILOT_SEARXNG_URL=servers.web.base_url,
+                       COPILOT_FETCH_ALLOW="127.0.0.1", NO_PROXY="127.0.0.1,localhost", COPILOT_CONFIG=str(config))
     try:
         pane.start(copilot_exe(), app_env)
         pane.wait_for(lambda s: "Ask a developer question" in s, timeout=30)
@@ -201,14 +211,21 @@ def memory(settings, answers: int = 10) -> None:
                           timeout=120)
             time.sleep(2.0)  # the collection and trim after an answer (0.5 s after it)
             rows.append((f"after answer {i}", *total()))
-        print("\n| the app (tmux, scope local) | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|")
+        scope = "both: loopback search and pages" if web else "local"
+        print(f"\n| the app (tmux, scope {scope}) | VmRSS MiB | VmHWM MiB |\n|---|---:|---:|")
         for label, rss, hwm in rows:
             print(f"| {label} | {rss:.0f} | {hwm:.0f} |")
+        if servers:
+            fetched = sum(1 for method, path in servers.web.requests if method == "GET" and path.startswith("/p"))
+            print(f"\nPages the app fetched from the loopback web: {fetched}")
         print(f"\nLargest mappings after answer {answers} (RSS MiB): " +
               ", ".join(f"{name} {mib:.0f}" for name, mib in _largest_mappings(pid)))
     finally:
         pane.kill()
-        ollama.stop()
+        if servers:
+            servers.stop()
+        else:
+            ollama.stop()
 
     ollama = FakeOllama().start()
     ollama.reply_with("Use functools.lru_cache [1].")
@@ -231,11 +248,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="passes over the 30 queries")
     ap.add_argument("--memory", action="store_true", help="measure resident memory instead of latency")
     ap.add_argument("--answers", type=int, default=10, help="questions asked in the app (--memory)")
+    ap.add_argument("--web", action="store_true", help="--memory with a loopback search engine and pages")
     args = ap.parse_args()
     if args.memory:
         from copilot.config import load_settings
 
-        memory(load_settings(), args.answers)
+        memory(load_settings(), args.answers, args.web)
         return
 
     from copilot.config import load_settings

@@ -22,8 +22,10 @@ see bench/results/citation_support.md).
 
 An answer that cites nothing gets `match_sentences`: the same score, turned around, finds for each
 of its sentences the source that supports it clearly best (`MATCH_MARGIN` over the next one). The
-result is shown as copilot's match, never as the model's citation. No model is loaded here: the caller passes an embedder or
-not; `embedder_available` says whether one can be made without a download.
+result is shown as copilot's match, never as the model's citation.
+
+No model is loaded here: the caller passes an embedder or not; `embedder_available` says whether
+one can be made without a download.
 """
 
 from __future__ import annotations

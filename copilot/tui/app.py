@@ -24,7 +24,7 @@ from textual.content import Content
 from textual.widgets import Footer, Input
 
 from copilot.errors import CopilotError
-from copilot.tui.memory import release_free_memory
+from copilot.tui.memory import limit_malloc_arenas, release_free_memory
 from copilot.tui.services import Services
 from copilot.tui.state import (
     ERROR_MODEL_STATES,
@@ -682,6 +682,7 @@ def run() -> int:
     except CopilotError as e:
         print(f"copilot: {e.one_line()}", file=sys.stderr)
         return e.exit_code
+    limit_malloc_arenas()  # before any thread starts
     app = CopilotApp(settings)
     app._reload_settings = True  # pick up config and OLLAMA_HOST changes at each question
     app.run()
