@@ -289,7 +289,8 @@ def matched_note(matched: list[ev.Match]) -> str:
 async def ask(question: str, settings: Settings, options: AskOptions | None = None
               ) -> AsyncIterator[ev.Event]:
     """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
-    from copilot import citations, llm
+    from copilot import citations, llm, prompting
+    from copilot.echo import EchoGuard
 
     options = options or AskOptions()
     started = time.perf_counter()
@@ -383,38 +384,56 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
             yield w
         chat_settings = settings if answer_tokens == settings.max_answer_tokens else \
             dataclasses.replace(settings, max_answer_tokens=answer_tokens)
-        stats = llm.ChatStats()
         parts: list[str] = []
         cut_reason = ""
-        stream = llm.stream_chat(chat_settings, model, messages, num_ctx, stats).__aiter__()
         t_model = time.perf_counter()
         told_loading = False
-        step: asyncio.Future | None = None
-        try:
-            while True:
-                step = asyncio.ensure_future(stream.__anext__())
-                if not parts and not told_loading:
-                    done, _ = await asyncio.wait({step}, timeout=LOADING_NOTICE_AFTER)
-                    if not done:
-                        told_loading = True
-                        yield ev.Status(f"Loading {model}… (the first answer after a start is slow)")
-                try:
-                    text = await step
-                except StopAsyncIteration:
-                    break
-                if not parts:
-                    timings.first_token = time.perf_counter() - t_model
-                parts.append(text)
-                yield ev.Token(text)
-        except llm.StreamCut as e:
-            cut_reason = "stream"
-            warn(f"the answer was cut: {e}")
-        finally:
-            if step is not None and not step.done():
-                step.cancel()
-                with contextlib.suppress(BaseException):
-                    await step
-            await stream.aclose()
+        instruction = prompting.CITE_INSTRUCTION if sources else prompting.NO_SOURCES_INSTRUCTION
+        for attempt in (1, 2):
+            # The first try is watched for an answer that only says the question back (copilot.echo)
+            guard = EchoGuard(question, f"Question: {question}", instruction) if attempt == 1 else EchoGuard()
+            stats = llm.ChatStats()
+            stream = llm.stream_chat(chat_settings, model, messages, num_ctx, stats).__aiter__()
+            step: asyncio.Future | None = None
+            heard = False
+            try:
+                while True:
+                    step = asyncio.ensure_future(stream.__anext__())
+                    if not heard and not parts and not told_loading:
+                        done, _ = await asyncio.wait({step}, timeout=LOADING_NOTICE_AFTER)
+                        if not done:
+                            told_loading = True
+                            yield ev.Status(f"Loading {model}… (the first answer after a start is slow)")
+                    try:
+                        text = await step
+                    except StopAsyncIteration:
+                        break
+                    heard = True
+                    for shown in guard.feed(text):
+                        if not parts:
+                            timings.first_token = time.perf_counter() - t_model
+                        parts.append(shown)
+                        yield ev.Token(shown)
+            except llm.StreamCut as e:
+                cut_reason = "stream"
+                warn(f"the answer was cut: {e}")
+            finally:
+                if step is not None and not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                await stream.aclose()
+            if cut_reason or attempt == 2 or not guard.is_echo():
+                for shown in guard.release():  # held back, and not an echo after all
+                    if not parts:
+                        timings.first_token = time.perf_counter() - t_model
+                    parts.append(shown)
+                    yield ev.Token(shown)
+                break
+            guard.release()  # dropped: the user never sees the echo
+            warn("the model first only repeated the question back; it was asked again")
+            yield ev.Status("The model repeated the question; asking again…")
+            messages = prompting.nudged(messages)
 
         answer_text = "".join(parts)
         if answer_text:

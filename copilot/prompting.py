@@ -127,6 +127,19 @@ def build_messages(question: str, sources: Sequence[Source],
     ]
 
 
+ECHO_NUDGE = "Do not repeat the question or these instructions: answer the question."
+
+
+def nudged(messages: list[dict]) -> list[dict]:
+    """The same messages with a line against repeating the question, put right before it (for a
+    second try after an answer that was only an echo: `copilot.echo`)."""
+    out = [dict(m) for m in messages]
+    user = out[-1]
+    head, sep, question = user["content"].rpartition("\n\nQuestion: ")
+    user["content"] = f"{head}\n\n{ECHO_NUDGE}{sep}{question}" if sep else f"{ECHO_NUDGE}\n\n{user['content']}"
+    return out
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap estimate of the model's token count for `text`, fitted on the Qwen2.5 tokenizer
     (the qwen2.5-coder models) over Stack Overflow answers and Python docs sections: within

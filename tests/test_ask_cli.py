@@ -205,16 +205,19 @@ def test_stream_cut_mid_answer_keeps_what_arrived(env, ollama, web, site) -> Non
 def test_ctrl_c_keeps_partial_answer_and_exits_130(env, ollama, web, site) -> None:
     ollama.reply_with(["word "] * 200)
     ollama.token_delay = 0.05
+    # A shell's background job (`ci/run &`) ignores SIGINT and its children inherit that: start this
+    # one as a terminal would, or Python never turns SIGINT into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "copilot", "ask", QUESTION],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ})
+                            stdin=subprocess.DEVNULL, env={**os.environ},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while len(ollama.requests) == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # let some tokens arrive
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (proc.returncode, out[-300:], err[-500:])
     assert "Traceback" not in err
     assert "cancelled" in err
     assert out.count("word") >= 1
