@@ -644,3 +644,15 @@ def test_release_free_memory_is_safe_to_call() -> None:
     assert release_free_memory() in (True, False)
     if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):
         assert release_free_memory() is True  # glibc has malloc_trim
+
+
+def test_malloc_arenas_are_capped_unless_the_user_chose() -> None:
+    """In a fresh process (it must happen before threads start): glibc takes the cap; a
+    MALLOC_ARENA_MAX the user set is left alone."""
+    probe = "from copilot.tui.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            env={**env, "MALLOC_ARENA_MAX": "4"})
+    glibc = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    assert capped.stdout.strip() == str(glibc) and chosen.stdout.strip() == "False"
