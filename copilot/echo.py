@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 MIN_WORDS = 4
-_MARKER = re.compile(r"\[[^\]\n]{0,12}\]")
+_MARKER = re.compile(r"\[[^\]\n]{0,12}(?:\]|$)")  # a marker, or one still arriving at the end
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
 

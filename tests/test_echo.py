@@ -27,7 +27,9 @@ def test_a_real_answer_goes_through_at_once() -> None:
 
 def test_the_question_said_back_is_an_echo_and_nothing_is_shown() -> None:
     guard = EchoGuard(ERROR, f"Question: {ERROR}", CITE_INSTRUCTION)
-    assert feed_all(guard, ["Type", "Error: can't", " compare offset-naive and", " offset-aware datetimes", " [1]"]) == []
+    # the marker arrives in pieces, as tokens do: "[", "1", "]"
+    assert feed_all(guard, ["Type", "Error: can't", " compare offset-naive and", " offset-aware datetimes",
+                            " [", "1", "]"]) == []
     assert guard.is_echo()
     guard = EchoGuard(ERROR, CITE_INSTRUCTION)
     assert feed_all(guard, ["Start with one sentence", " that answers the question"]) == []
