@@ -289,7 +289,7 @@ def matched_note(matched: list[ev.Match]) -> str:
 async def ask(question: str, settings: Settings, options: AskOptions | None = None
               ) -> AsyncIterator[ev.Event]:
     """Answer `question`. Yields events; raises CopilotError for what stops the answer."""
-    from copilot import citations, llm, prompting
+    from copilot import citations, llm, prompting, support
     from copilot.echo import EchoGuard
 
     options = options or AskOptions()
@@ -389,6 +389,13 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         t_model = time.perf_counter()
         told_loading = False
         instruction = prompting.CITE_INSTRUCTION if sources else prompting.NO_SOURCES_INSTRUCTION
+
+        def show(piece: str) -> ev.Token:
+            if not parts:
+                timings.first_token = time.perf_counter() - t_model
+            parts.append(piece)
+            return ev.Token(piece)
+
         for attempt in (1, 2):
             # The first try is watched for an answer that only says the question back (copilot.echo)
             guard = EchoGuard(question, f"Question: {question}", instruction) if attempt == 1 else EchoGuard()
@@ -409,11 +416,8 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
                     except StopAsyncIteration:
                         break
                     heard = True
-                    for shown in guard.feed(text):
-                        if not parts:
-                            timings.first_token = time.perf_counter() - t_model
-                        parts.append(shown)
-                        yield ev.Token(shown)
+                    for piece in guard.feed(text):
+                        yield show(piece)
             except llm.StreamCut as e:
                 cut_reason = "stream"
                 warn(f"the answer was cut: {e}")
@@ -424,11 +428,8 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
                         await step
                 await stream.aclose()
             if cut_reason or attempt == 2 or not guard.is_echo():
-                for shown in guard.release():  # held back, and not an echo after all
-                    if not parts:
-                        timings.first_token = time.perf_counter() - t_model
-                    parts.append(shown)
-                    yield ev.Token(shown)
+                for piece in guard.release():  # held back, and not an echo after all
+                    yield show(piece)
                 break
             guard.release()  # dropped: the user never sees the echo
             warn("the model first only repeated the question back; it was asked again")
@@ -446,8 +447,6 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         cites = citations.check_citations(answer_text, sources)
         matched: list[ev.Match] = []
         if sources and answer_text.strip() and not any(c.valid for c in cites):
-            from copilot import support
-
             # The model cited nothing: say which sources its sentences come from, as copilot's match
             matched = await asyncio.to_thread(support.match_uncited, answer_text, sources, settings)
         invalid = sorted({c.n for c in cites if not c.valid})
@@ -458,8 +457,6 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
         elif sources and answer_text.strip() and not cites:
             warn("the answer cites none of its sources" + (matched_note(matched) if matched else ""))
         if cites:
-            from copilot import support
-
             cites = await asyncio.to_thread(support.check_support, answer_text, cites, sources, settings)
             weak_note = support.weak_warning(answer_text, cites)
             if weak_note:

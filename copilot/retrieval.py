@@ -240,15 +240,19 @@ def keyword_ranking(conn: sqlite3.Connection, query: str, limit: int, total: int
     return [(_hit(dict(zip(_COLS, r[:-1], strict=True))), -float(r[-1])) for r in rows]
 
 
-def _dense(index: LocalIndex, query: str, limit: int) -> tuple[list[tuple[Hit, float]], np.ndarray | None]:
+def _dense(index: LocalIndex, query: str, limit: int
+           ) -> tuple[list[tuple[Hit, float]], np.ndarray | None, dict[str, float]]:
+    """The `limit` nearest chunks as hits, the query's vector, and the cosine of every chunk the
+    dense search scored (more than `limit`: hybrid reuses them for keyword-only candidates)."""
     found, vector = index.nearest(query, limit)
     if not found:
-        return [], vector
+        return [], vector, {}
     m = index._m()
     assert m is not None
-    rows = m.chunks_by_id([cid for cid, _ in found])
+    top = found[:limit]
+    rows = m.chunks_by_id([cid for cid, _ in top])
     # None: gone since (a write in progress)
-    return [(_hit(rows[cid]), similarity) for cid, similarity in found if cid in rows], vector
+    return [(_hit(rows[cid]), similarity) for cid, similarity in top if cid in rows], vector, dict(found)
 
 
 # --- fusion ------------------------------------------------------------------------------------
@@ -369,7 +373,7 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
                 h.keyword = h.relevance = s
                 h.modes.append("keyword")
             return _dedupe([h for h, _ in ranked])[:k]
-        dense, qvec = _dense(index, query, pool if mode == "hybrid" else k + min(k, 8))
+        dense, qvec, scored = _dense(index, query, pool if mode == "hybrid" else k + min(k, 8))
         if mode == "dense":
             for h, s in dense:
                 h.similarity = h.relevance = s
@@ -378,7 +382,10 @@ def hybrid_search(query: str, settings: Settings, k: int = 8, *, mode: Mode = "h
         keyword = keyword_ranking(m.conn, query, pool, total)
         dense_ids = {h.id for h, _ in dense}
         missing = [h.id for h, _ in keyword if h.id not in dense_ids]
-        similarities = index.similarities(missing, qvec) if qvec is not None else {}
+        similarities = {cid: scored[cid] for cid in missing if cid in scored}
+        unscored = [cid for cid in missing if cid not in scored]
+        if unscored and qvec is not None:
+            similarities.update(index.similarities(unscored, qvec))
         fused = fuse(keyword, dense, query_profile(query), similarities, keyword_terms(query))
         return diversify(_dedupe(sorted(fused, key=lambda h: -h.relevance)))[:k]
     finally:

@@ -31,14 +31,16 @@ one can be made without a download.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from copilot.events import Citation, Match, Source
 
 if TYPE_CHECKING:
     from copilot.config import Settings
+
+T = TypeVar("T")
 
 THRESHOLD = 0.65  # lexical only: the lowest that met both goals on the tune split
 THRESHOLD_EMBED = 0.7  # with an embedder: chosen the same way
@@ -444,13 +446,7 @@ def match_sentences(answer_text: str, sources: Sequence[Source], *, embedder: An
 
 def match_uncited(answer_text: str, sources: Sequence[Source], settings: Settings | None = None) -> list[Match]:
     """`match_sentences` with the in-process embedder when its files are on disk, else lexical."""
-    embedder = make_support_embedder(settings) if settings is not None else None
-    if embedder is not None:
-        try:
-            return match_sentences(answer_text, sources, embedder=embedder)
-        except Exception:  # noqa: BLE001 - a broken model file must not cost the answer
-            pass
-    return match_sentences(answer_text, sources)
+    return _with_embedder(settings, lambda embedder: match_sentences(answer_text, sources, embedder=embedder))
 
 
 def weak(citations: Sequence[Citation]) -> list[Citation]:
@@ -502,10 +498,19 @@ def check_support(answer_text: str, citations: Sequence[Citation], sources: Sequ
                   settings: Settings | None = None) -> list[Citation]:
     """`score_support` with the in-process embedder when its files are on disk, else lexical only.
     Never downloads; an embedder that fails falls back to lexical scoring."""
-    embedder = make_support_embedder(settings) if settings is not None and citations else None
+    if not citations:
+        return []
+    return _with_embedder(settings, lambda embedder: score_support(answer_text, citations, sources,
+                                                                   embedder=embedder))
+
+
+def _with_embedder(settings: Settings | None, score: Callable[[Any], T]) -> T:
+    """`score(embedder)` with the in-process embedder when its files are on disk; `score(None)`
+    (lexical only) when there is none, or when the embedder fails."""
+    embedder = make_support_embedder(settings) if settings is not None else None
     if embedder is not None:
         try:
-            return score_support(answer_text, citations, sources, embedder=embedder)
+            return score(embedder)
         except Exception:  # noqa: BLE001 - a broken model file must not cost the answer
             pass
-    return score_support(answer_text, citations, sources)
+    return score(None)

@@ -111,11 +111,13 @@ class LocalIndex:
                                    f"{self.embedder.embedder_id}", REINDEX_HINT)
 
     def nearest(self, query: str, limit: int) -> tuple[list[tuple[str, float]], np.ndarray | None]:
-        """The `limit` chunks nearest `query` by meaning: (id, cosine similarity), nearest first,
-        and the query's vector (None when there is nothing to search).
+        """The chunks nearest `query` by meaning: (id, cosine similarity), nearest first, at least
+        `limit` of them when the index holds that many, and the query's vector (None when there is
+        nothing to search).
 
-        Chroma gives the nearest `vectors.POOL` by its short vectors; they are ranked again by the
-        exact vectors the manifest keeps (`copilot.index.vectors`)."""
+        Chroma gives the nearest `vectors.POOL` (or `limit`) by its short vectors; all of them come
+        back, ranked again by the exact vectors the manifest keeps (`copilot.index.vectors`), so a
+        caller can look further down without asking again."""
         m = self._m()
         if m is None or limit <= 0 or self.is_empty():
             return [], None
@@ -132,7 +134,7 @@ class LocalIndex:
         found = store.query(vector, max(limit, POOL))
         exact = self.similarities([cid for cid, _ in found], vector)
         ranked = sorted(((cid, exact.get(cid, 1.0 - distance)) for cid, distance in found), key=lambda x: -x[1])
-        return ranked[:limit], vector
+        return ranked, vector
 
     def similarities(self, ids: list[str], vector: np.ndarray) -> dict[str, float]:
         """Exact cosine of `vector` with each chunk in `ids` whose vector the manifest keeps."""
@@ -148,7 +150,8 @@ class LocalIndex:
         """The k chunks nearest the query by meaning, nearest first."""
         # Identical text in two files is two chunks with one vector: ask for a few more and keep
         # the first of each text.
-        found, _ = self.nearest(query, k + min(k, 8))
+        want = k + min(k, 8)
+        found = self.nearest(query, want)[0][:want]
         if not found:
             return []
         m = self._m()

@@ -166,6 +166,14 @@ def _under(path_column: str) -> str:
     return f"({path_column} = ? OR ({path_column} >= ? || '/' AND {path_column} < ? || '0'))"
 
 
+def _in_groups(values: Iterable[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
+    """`values` in groups small enough for one SQL `IN (...)`: each group and its `?,?,…` marks."""
+    values = list(values)
+    for start in range(0, len(values), size):
+        part = values[start:start + size]
+        yield part, ",".join("?" * len(part))
+
+
 class Manifest:
     """One connection to the manifest database. Writers go through `transaction()`."""
 
@@ -356,10 +364,7 @@ class Manifest:
     def ids_for_hashes(self, hashes: Iterable[str]) -> dict[str, str]:
         """One stored chunk id per text hash that has any."""
         out: dict[str, str] = {}
-        hashes = list(hashes)
-        for start in range(0, len(hashes), 500):
-            part = hashes[start:start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_groups(hashes):
             for h, cid in self.conn.execute(
                     f"SELECT text_hash, min(id) FROM chunks WHERE text_hash IN ({marks}) GROUP BY text_hash", part):
                 out[h] = cid
@@ -371,9 +376,7 @@ class Manifest:
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, dict]:
         out: dict[str, dict] = {}
         cols = ", ".join(CHUNK_COLUMNS)
-        for start in range(0, len(ids), 500):
-            part = list(ids[start:start + 500])
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_groups(ids):
             for row in self.conn.execute(f"SELECT {cols} FROM chunks WHERE id IN ({marks})", part):
                 out[row[0]] = dict(zip(CHUNK_COLUMNS, row, strict=True))
         return out
@@ -381,9 +384,7 @@ class Manifest:
     def vectors(self, ids: Sequence[str]) -> dict[str, bytes]:
         """The stored exact vectors by chunk id (ids without one are left out)."""
         out: dict[str, bytes] = {}
-        for start in range(0, len(ids), 500):
-            part = list(ids[start:start + 500])
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_groups(ids):
             out.update(self.conn.execute(
                 f"SELECT id, vector FROM chunks WHERE id IN ({marks}) AND vector IS NOT NULL", part))
         return out
@@ -413,16 +414,12 @@ class Manifest:
 
     def delete_files(self, paths: Sequence[str]) -> None:
         """Forget files and their chunks (their FTS rows go with them)."""
-        for start in range(0, len(paths), 500):
-            part = list(paths[start:start + 500])
-            marks = ",".join("?" * len(part))
-            self.conn.execute(f"DELETE FROM chunks WHERE source_path IN ({marks})", part)
+        self.delete_chunks_of(paths)
+        for part, marks in _in_groups(paths):
             self.conn.execute(f"DELETE FROM files WHERE path IN ({marks})", part)
 
     def delete_chunks_of(self, paths: Sequence[str]) -> None:
-        for start in range(0, len(paths), 500):
-            part = list(paths[start:start + 500])
-            marks = ",".join("?" * len(part))
+        for part, marks in _in_groups(paths):
             self.conn.execute(f"DELETE FROM chunks WHERE source_path IN ({marks})", part)
 
     def insert_chunks(self, rows: Iterable[Sequence]) -> None:

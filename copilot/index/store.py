@@ -148,6 +148,14 @@ def _find_collection(client: Any, settings: Settings, index_id: str) -> Any:
     return None
 
 
+def _current_layout(meta: dict, embedder_id: str) -> bool:
+    """Whether a collection's metadata says it holds this version's vectors for `embedder_id`
+    (the schema, and the projection `copilot.index.vectors` uses for that embedder)."""
+    from copilot.index.vectors import projection_name
+
+    return meta.get("schema") == CHROMA_SCHEMA and meta.get("projection", "") == projection_name(embedder_id)
+
+
 def _manifest_index_id(settings: Settings) -> str:
     from copilot.index.manifest import Manifest, manifest_path
 
@@ -268,8 +276,7 @@ class ChromaStore:
             started_over = False
             if col is not None:
                 meta = col.metadata or {}
-                ours = meta.get("index_id") == index_id and meta.get("schema") == CHROMA_SCHEMA \
-                    and meta.get("projection", "") == projection_name(embedder_id)
+                ours = meta.get("index_id") == index_id and _current_layout(meta, embedder_id)
                 stored = meta.get("embedder")
                 if ours and stored and stored != embedder_id and not allow_new_embedder:
                     raise EmbedderMismatch(f"the index was built with {stored} but the embedder is {embedder_id}",
@@ -307,11 +314,8 @@ class ChromaStore:
         if col is None:
             _close(client)
             return None
-        from copilot.index.vectors import projection_name
-
         meta = col.metadata or {}
-        if meta.get("schema") != CHROMA_SCHEMA or \
-                meta.get("projection", "") != projection_name(str(meta.get("embedder") or "")):
+        if not _current_layout(meta, str(meta.get("embedder") or "")):
             _close(client)
             raise IndexDamaged(f"the index's Chroma collection was made by another version of copilot "
                                f"(schema {meta.get('schema')}; this one reads schema {CHROMA_SCHEMA})", REBUILD_HINT)
