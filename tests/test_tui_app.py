@@ -364,6 +364,53 @@ async def test_history_resume_continue_export_delete(env, ollama, web, site) -> 
         assert History(Path(env["COPILOT_DATA_DIR"]) / "history.sqlite").list_conversations() == []
 
 
+async def test_a_long_conversation_keeps_only_the_last_exchanges_mounted(env, ollama) -> None:
+    """Older exchanges fold into one line (memory: each mounted answer keeps its widgets); `[` at
+    the first one shown, or a click on the line, mounts them again; a resumed conversation comes
+    back the same way."""
+    from copilot.tui.widgets.conversation import MOUNTED, EarlierExchanges
+
+    ollama.reply_with("From the model alone.")
+    questions = [f"question number {i}" for i in range(MOUNTED + 2)]
+    app = new_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.set_scope("local")
+        for q in questions:
+            await answered(app, pilot, await ask(app, pilot, q))
+        conv = app.conversation
+        assert [e.state.question for e in conv.exchanges] == questions[2:]
+        assert [s.question for s in conv.folded] == questions[:2]
+        note = conv.query_one(EarlierExchanges)
+        assert "2 earlier questions" in note.render().plain
+        assert conv.children[0] is note
+
+        conv.focus()
+        for _ in range(MOUNTED - 1):
+            await pilot.press("left_square_bracket")
+        assert conv.selected is conv.exchanges[0] and len(conv.exchanges) == MOUNTED  # not yet
+        await pilot.press("left_square_bracket")  # past the first one shown: the folded come back
+        await until(pilot, lambda: len(conv.exchanges) == len(questions), what="the unfold")
+        assert [e.state.question for e in conv.exchanges] == questions
+        assert conv.selected.state.question == questions[1] and not conv.query(EarlierExchanges)
+
+        await answered(app, pilot, await ask(app, pilot, "one more"))  # folds again
+        assert len(conv.exchanges) == MOUNTED and len(conv.folded) == 3
+        await until(pilot, lambda: all(e.state.message_id is not None for e in conv.exchanges), what="the saves")
+        chat = app.conversation_id
+
+        await pilot.press("ctrl+n")
+        await until(pilot, lambda: not conv.exchanges and not conv.folded, what="a new chat")
+        await app.resume(chat)
+        assert [e.state.question for e in conv.exchanges] == (questions + ["one more"])[-MOUNTED:]
+        assert "3 earlier questions" in conv.query_one(EarlierExchanges).render().plain
+        conv.focus()
+        await pilot.press("home")  # the line is above the last answers: the user scrolls up to it
+        await until(pilot, lambda: conv.scroll_y == 0, what="the scroll")
+        await pilot.click(EarlierExchanges)
+        await until(pilot, lambda: len(conv.exchanges) == len(questions) + 1, what="the click to unfold")
+        assert conv.exchanges[0].state.question == questions[0]
+
+
 # --- copy ---------------------------------------------------------------------------------------------------
 
 
@@ -646,13 +693,40 @@ def test_release_free_memory_is_safe_to_call() -> None:
         assert release_free_memory() is True  # glibc has malloc_trim
 
 
-def test_malloc_arenas_are_capped_unless_the_user_chose() -> None:
-    """In a fresh process (it must happen before threads start): glibc takes the cap; a
-    MALLOC_ARENA_MAX the user set is left alone."""
-    probe = "from copilot.tui.memory import limit_malloc_arenas; print(limit_malloc_arenas())"
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-    capped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
-    chosen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
-                            env={**env, "MALLOC_ARENA_MAX": "4"})
+_MALLOC_PROBE = """
+import ctypes, sys
+from copilot.tui.memory import tune_malloc
+print(",".join(tune_malloc()))
+if sys.platform.startswith("linux"):
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                    "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Info
+    first = bytearray(1 << 20)
+    del first  # glibc's dynamic threshold would now rise above 1 MiB
+    second = bytearray(1 << 20)
+    print(libc.mallinfo2().hblkhd >= 1 << 20)  # the second block is still its own mapping
+"""
+
+
+def test_malloc_is_tuned_unless_the_user_chose() -> None:
+    """In a fresh process (it must happen before threads start): glibc takes two arenas and a
+    fixed mmap threshold, so a freed 1 MiB block does not move the next one into the heap; a
+    setting the user made in the environment is left alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_")}
+
+    def probe(**extra: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", _MALLOC_PROBE], capture_output=True, text=True, check=True,
+                             env={**env, **extra})
+        return out.stdout.split("\n")
+
     glibc = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION"))
-    assert capped.stdout.strip() == str(glibc) and chosen.stdout.strip() == "False"
+    if not glibc:
+        assert probe()[0] == ""
+        return
+    tuned = probe()
+    assert tuned[:2] == ["MALLOC_ARENA_MAX,MALLOC_MMAP_THRESHOLD_", "True"]
+    untouched = probe(MALLOC_MMAP_THRESHOLD_="4194304")  # the user's 4 MiB: the block goes to the heap
+    assert untouched[:2] == ["MALLOC_ARENA_MAX", "False"]
+    assert probe(MALLOC_ARENA_MAX="4")[0] == "MALLOC_MMAP_THRESHOLD_"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +184,25 @@ def test_a_stale_int8_copy_is_made_again_and_a_broken_model_falls_back(
         assert int8_copy(broken / "model.onnx") is None
     assert "could not make an int8 copy" in caplog.text
     assert not (broken / NAME).exists() and not [p for p in broken.iterdir() if p.name.startswith(".int8-")]
+
+
+_EXPORTER_PROBE = """
+import sys
+from copilot.config import Settings
+from copilot.index import store
+client = store.connect(Settings(data_dir=sys.argv[1]))
+client.heartbeat()
+print("grpc" in sys.modules)
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9", insecure=True)
+print(type(exporter).__module__, "grpc" in sys.modules)
+"""
+
+
+def test_chromadb_opens_without_grpc_and_its_exporter_still_loads_when_called(tmp_path: Path) -> None:
+    """An embedded store opens without gRPC's C core (chromadb imports its OpenTelemetry exporter
+    eagerly; copilot never configures one); calling the exporter still gets the real one."""
+    out = subprocess.run([sys.executable, "-c", _EXPORTER_PROBE, str(tmp_path / "data")],
+                         capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split("\n")[:2] == [
+        "False", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter True"]

@@ -14,7 +14,8 @@ Embedded (`chromadb.PersistentClient` under `<data>/index/chroma`) by default; a
   readers join hits to it by chunk id. Chroma's embedded store would otherwise hold each text a
   second time plus its own trigram index of it.
 - chromadb is imported only when a store is opened (it costs ~0.8 s); `copilot --help` and
-  re-indexing an unchanged folder never open one.
+  re-indexing an unchanged folder never open one. Its import is made without the OpenTelemetry
+  gRPC exporter (`_import_chromadb`).
 """
 
 from __future__ import annotations
@@ -64,8 +65,46 @@ def chunk_metadata(*, source_path: str, root: str, url: str, site: str, kind: st
     return meta
 
 
-def _settings_obj() -> Any:
+# chromadb imports its OpenTelemetry span exporter, and with it gRPC's C core and protobuf, when
+# it is imported (12 MiB resident, ~0.1 s), but uses it only when a Chroma setting names an
+# OpenTelemetry collector, which copilot never sets. A stand-in module takes its place until then.
+_OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+
+
+def _import_chromadb() -> Any:
+    """`import chromadb`, with the exporter's module standing in until one of its names is called."""
+    import sys
+
+    if "chromadb" not in sys.modules and _OTLP_EXPORTER not in sys.modules:
+        import types
+
+        stand_in = types.ModuleType(_OTLP_EXPORTER)
+        stand_in.__getattr__ = _deferred_exporter_name  # type: ignore[method-assign]
+        sys.modules[_OTLP_EXPORTER] = stand_in
     import chromadb
+
+    return chromadb
+
+
+def _deferred_exporter_name(name: str) -> Any:
+    """What `from <exporter> import NAME` gets from the stand-in: a callable that imports the real
+    module (replacing the stand-in) and calls its NAME."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+
+    def call_real(*args: Any, **kwargs: Any) -> Any:
+        import importlib
+        import sys
+
+        if getattr(sys.modules.get(_OTLP_EXPORTER), "__getattr__", None) is _deferred_exporter_name:
+            del sys.modules[_OTLP_EXPORTER]
+        return getattr(importlib.import_module(_OTLP_EXPORTER), name)(*args, **kwargs)
+
+    return call_real
+
+
+def _settings_obj() -> Any:
+    chromadb = _import_chromadb()
 
     # The same values every time: chromadb refuses a second client on a path with other settings.
     return chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
@@ -79,7 +118,7 @@ def _describe(settings: Settings) -> str:
 def connect(settings: Settings) -> Any:
     """A chromadb client for the settings: HTTP when `chroma_url` is set, else embedded."""
     logging.getLogger("chromadb").setLevel(logging.ERROR)
-    import chromadb
+    chromadb = _import_chromadb()
 
     if settings.chroma_url:
         parts = urlsplit(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")

@@ -24,7 +24,7 @@ from textual.content import Content
 from textual.widgets import Footer, Input
 
 from copilot.errors import CopilotError
-from copilot.tui.memory import limit_malloc_arenas, release_free_memory
+from copilot.tui.memory import release_free_memory, tune_malloc
 from copilot.tui.services import Services
 from copilot.tui.state import (
     ERROR_MODEL_STATES,
@@ -584,11 +584,7 @@ class CopilotApp(App[None]):
             return
         await self._stop_and_wait()
         messages = await asyncio.to_thread(self.history.messages, conversation_id)
-        await self.conversation.clear_all()
-        last = None
-        for m in messages:
-            state = State.from_message(m)
-            last = await self.conversation.add(state, follow=False)
+        last = await self.conversation.load([State.from_message(m) for m in messages])
         self.chat = Chat(conversation_id)
         if last is not None:
             self.conversation.select(last)
@@ -682,7 +678,7 @@ def run() -> int:
     except CopilotError as e:
         print(f"copilot: {e.one_line()}", file=sys.stderr)
         return e.exit_code
-    limit_malloc_arenas()  # before any thread starts
+    tune_malloc()  # before any thread starts
     app = CopilotApp(settings)
     app._reload_settings = True  # pick up config and OLLAMA_HOST changes at each question
     app.run()

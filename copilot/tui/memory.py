@@ -11,8 +11,16 @@ onnxruntime's arena turned off; bench/results/scale_100k.md).
 glibc also gives each thread that allocates under contention its own heap ("arena"), up to 8 per
 core, and each keeps its own fragments. The app embeds and extracts pages on worker threads, so
 after a few answers with web pages the fragments added up to tens of MiB: embedding from six
-threads held 139-170 MiB with the default arenas and 118-120 MiB with two
-(`limit_malloc_arenas`, called before the app starts any thread).
+threads held 139-170 MiB with the default arenas and 118-120 MiB with two.
+
+And glibc raises its mmap threshold each time it frees a large mmapped block, so after a few
+answers the embedder's activations (a few MiB each) are carved out of the heaps, where they
+fragment them: checking an answer's citations then took the app up by 20-33 MiB, and 5-10 MiB
+of it stayed even after a trim. With the threshold fixed at 128 KiB every block that large is its
+own mapping, handed back the moment it is freed: +15 MiB at the peak, nothing left behind
+(bench/results/scale_100k.md, "The C heap's mmap threshold").
+
+`tune_malloc` sets both, before the app starts any thread.
 """
 
 from __future__ import annotations
@@ -20,7 +28,12 @@ from __future__ import annotations
 import functools
 import sys
 
-M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+# mallopt's parameter numbers in glibc's malloc.h, the environment variable that sets the same
+# (the user's choice wins), and our value.
+_SETTINGS = (
+    (-8, "MALLOC_ARENA_MAX", 2),  # M_ARENA_MAX
+    (-3, "MALLOC_MMAP_THRESHOLD_", 128 * 1024),  # M_MMAP_THRESHOLD (a fixed one: no dynamic raise)
+)
 
 
 @functools.cache
@@ -35,16 +48,17 @@ def _libc():
         return None
 
 
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's malloc arenas (what MALLOC_ARENA_MAX does), unless the user set that variable;
-    True when set. Call it before threads start."""
+def tune_malloc() -> list[str]:
+    """Cap glibc's malloc arenas at two and fix its mmap threshold at 128 KiB, each unless the
+    user set its environment variable; returns the names of those set. Call it before threads
+    start."""
     import os
 
     libc = _libc()
     mallopt = getattr(libc, "mallopt", None) if libc is not None else None
-    if mallopt is None or os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    if mallopt is None:
+        return []
+    return [name for param, name, value in _SETTINGS if not os.environ.get(name) and mallopt(param, value)]
 
 
 @functools.cache

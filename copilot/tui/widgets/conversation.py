@@ -4,6 +4,11 @@ One exchange is "selected" at a time (the latest, unless the user picks another)
 panel shows the selected one's sources and plain results. Keys while the conversation has focus:
 `[` / `]` select the previous / next exchange, `1`…`9` focus that source, `y` copies the answer,
 `b` a code block.
+
+Only the last `MOUNTED` exchanges are widgets. Each mounted answer keeps a Markdown widget tree
+and Textual's caches for it (1.5-2 MiB an answer), so a long conversation grew the app without
+bound; older exchanges fold into one line at the top and are mounted again when the user asks
+for them (a click on the line, or `[` at the first exchange shown).
 """
 
 from __future__ import annotations
@@ -190,6 +195,22 @@ class LinkOpenRequested(Message):
         self.href = href
 
 
+MOUNTED = 6  # exchanges kept as widgets; older ones fold away
+
+
+class EarlierExchanges(Static):
+    """The line that stands for the exchanges folded away above."""
+
+    def __init__(self, count: int) -> None:
+        plural = "s" if count != 1 else ""
+        super().__init__(Content.assemble(
+            (f"▲ {count} earlier question{plural} in this chat", "bold"),
+            (" — click, or press [ at the first one below, to show them", "$text-muted")), classes="earlier")
+
+    async def on_click(self) -> None:
+        await self.query_ancestor(Conversation).unfold()
+
+
 class Conversation(VerticalScroll, can_focus=True):
     BINDINGS = [
         Binding("left_square_bracket", "select_previous", "Prev answer", show=False),
@@ -202,6 +223,7 @@ class Conversation(VerticalScroll, can_focus=True):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.follow = True  # keep the newest text in view (until the user scrolls up)
+        self.folded: list[ExchangeState] = []  # the earlier exchanges that are not mounted, oldest first
 
     def compose(self):
         yield Static(Content(WELCOME), classes="welcome")
@@ -222,11 +244,49 @@ class Conversation(VerticalScroll, can_focus=True):
             await w.remove()
         exchange = Exchange(state)
         await self.mount(exchange)
+        await self._fold_to(MOUNTED)
         self.select(exchange)
         if follow:
             self.follow = True
             self.call_after_refresh(self.scroll_end, animate=False)
         return exchange
+
+    async def load(self, states: list[ExchangeState]) -> Exchange | None:
+        """Show a whole conversation (a resumed one): the last `MOUNTED` exchanges mounted, the
+        others folded; returns the last exchange."""
+        await self.clear_all()
+        if not states:
+            return None
+        for w in self.query(".welcome"):
+            await w.remove()
+        self.folded = list(states[:-MOUNTED])
+        await self.mount_all([Exchange(s) for s in states[-MOUNTED:]])
+        await self._show_folded()
+        return self.exchanges[-1]
+
+    async def _fold_to(self, keep: int) -> None:
+        mounted = self.exchanges
+        if len(mounted) <= keep:
+            return
+        old = mounted[:len(mounted) - keep]
+        self.folded.extend(e.state for e in old)
+        await self.remove_children(old)
+        await self._show_folded()
+
+    async def _show_folded(self) -> None:
+        await self.remove_children(EarlierExchanges)
+        if self.folded:
+            await self.mount(EarlierExchanges(len(self.folded)), before=0)
+
+    async def unfold(self) -> None:
+        """Mount the folded exchanges again, above the others (the next question folds them
+        again)."""
+        if not self.folded:
+            return
+        states, self.folded = self.folded, []
+        first = self.exchanges[0] if self.exchanges else None
+        await self.mount_all([Exchange(s) for s in states], before=first)
+        await self._show_folded()
 
     def on_answer_view_drawn(self, event: AnswerView.Drawn) -> None:
         """Follow a growing answer: once it is taller than the view, anchor the view to the
@@ -259,6 +319,7 @@ class Conversation(VerticalScroll, can_focus=True):
     async def clear_all(self) -> None:
         self.anchor(False)
         self.follow = True
+        self.folded = []
         await self.remove_children()
         await self.mount(Static(Content(WELCOME), classes="welcome"))
 
@@ -271,21 +332,26 @@ class Conversation(VerticalScroll, can_focus=True):
         if exchange is not None and changed:
             self.post_message(ExchangeSelected(exchange.state))
 
-    def _step(self, delta: int) -> None:
+    async def _step(self, delta: int) -> None:
         items = self.exchanges
         if not items:
             return
         current = self.selected
         i = items.index(current) if current in items else len(items) - 1
+        if i + delta < 0 and self.folded:
+            shown = len(self.folded)
+            await self.unfold()
+            items = self.exchanges
+            i += shown
         target = items[max(0, min(len(items) - 1, i + delta))]
         self.select(target)
         self.scroll_to_widget(target, animate=False, top=True)
 
-    def action_select_previous(self) -> None:
-        self._step(-1)
+    async def action_select_previous(self) -> None:
+        await self._step(-1)
 
-    def action_select_next(self) -> None:
-        self._step(1)
+    async def action_select_next(self) -> None:
+        await self._step(1)
 
     def action_cite(self, n: int) -> None:
         if (e := self.selected) is not None:
