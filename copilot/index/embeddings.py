@@ -303,7 +303,7 @@ class MiniLMEmbedder:
     max_tokens = MAX_TOKENS
 
     def __init__(self, settings: Settings | None = None, *, model_dir: str | Path | None = None,
-                 threads: int | None = None, batch_tokens: int = 256, max_batch: int = 64,
+                 threads: int | None = None, batch_tokens: int = 128, max_batch: int = 64,
                  progress: bool = True, int8: bool = True) -> None:
         """`model_dir` skips the search for files; `batch_tokens` caps rows × padded length of a
         batch (a text longer than that goes alone).

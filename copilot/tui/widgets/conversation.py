@@ -195,7 +195,7 @@ class LinkOpenRequested(Message):
         self.href = href
 
 
-MOUNTED = 6  # exchanges kept as widgets; older ones fold away
+MOUNTED = 4  # exchanges kept as widgets; older ones fold away
 
 
 class EarlierExchanges(Static):
