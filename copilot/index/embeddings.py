@@ -309,8 +309,10 @@ class MiniLMEmbedder:
         batch (a text longer than that goes alone).
 
         Small batches are fastest on CPU: a batch's activations then stay in cache. On 2 cores
-        (bench/embeddings.py --sweep) budgets of 256-1024 tokens ran ~28 passages/s and ~215 short
-        sentences/s; 8192 (Chroma's 32 × 256) ran 19 and 100.
+        (bench/embeddings.py --sweep) budgets of 128-1024 tokens ran ~28 passages/s and 190-215
+        short sentences/s; 8192 (Chroma's 32 × 256) ran 19 and 100. 128 because a batch's
+        activations are resident while it runs (~80 KiB a token): checking an answer's citations
+        peaked 4 MiB lower than with 256, for ~13 % fewer sentences a second.
 
         `int8`: run the model's int8 copy (`copilot.index.int8_model`), made on first use; False
         runs `model.onnx` as it is (benchmarks compare the two)."""
