@@ -23,7 +23,7 @@ KEYS = [
     ("Ctrl+Q", "quit"),
 ]
 CONVERSATION_KEYS = [
-    ("[ ]", "select the previous / next answer (the panel follows)"),
+    ("[ ]", "select the previous / next answer (the panel follows; past the first, older ones unfold)"),
     ("1…9", "focus that source of the selected answer"),
     ("y / b", "copy the answer / a code block"),
 ]
