@@ -91,7 +91,8 @@ def step(name):
 step("interpreter")
 import numpy as np
 step("import numpy")
-import chromadb
+from copilot.index.store import _import_chromadb
+_import_chromadb()  # as the product imports it (without the OpenTelemetry gRPC exporter)
 step("import chromadb")
 from copilot.config import load_settings
 from copilot.index.local import LocalIndex

@@ -1,7 +1,8 @@
 """Embedders for the local index: texts in, unit-length float32 vectors out.
 
-`MiniLMEmbedder` (the default) runs all-MiniLM-L6-v2 in this process with onnxruntime and the
-`tokenizers` library. Chroma's own default embedding function runs the same model but pads every
+`MiniLMEmbedder` (the default) runs all-MiniLM-L6-v2 in this process with onnxruntime and our own
+WordPiece tokenizer (`copilot.index.wordpiece`: the ids of the `tokenizers` library, for a
+fraction of its memory). Chroma's own default embedding function runs the same model but pads every
 input to 256 tokens; here each batch is padded only to its longest member and inputs are sorted
 by token length first, so batches hold texts of similar length (results are returned in input
 order). The vectors equal sentence-transformers' for the model: truncation at 256 tokens (its
@@ -23,7 +24,7 @@ on average, 0.987 at worst, and an fp32 query finds its int8 twin first every ti
 
 `OllamaEmbedder` (`embed_model = "ollama:<name>"`) asks an Ollama embedding model instead.
 
-numpy, onnxruntime, tokenizers and the ollama client are imported only when a model is used.
+numpy, onnxruntime and the ollama client are imported only when a model is used.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from copilot.config import Settings
+    from copilot.index.wordpiece import WordPiece
 
 __all__ = [
     "CHROMA_ARCHIVE_SHA256",
@@ -364,19 +366,18 @@ class MiniLMEmbedder:
         return self._tokenizer, self._session
 
     @staticmethod
-    def _load_tokenizer(path: Path) -> Any:
-        from tokenizers import Tokenizer
+    def _load_tokenizer(path: Path) -> WordPiece:
+        from copilot.index.wordpiece import WordPiece
 
+        # tokenizer.json files often carry padding/truncation for 128 tokens: WordPiece ignores
+        # them; `embed` pads by itself and cuts at MAX_TOKENS.
         try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as e:  # noqa: BLE001 - the library raises plain Exception
-            raise EmbedderError(f"cannot read the tokenizer {path}: {str(e).splitlines()[0] if str(e) else e}",
+            return WordPiece.from_file(path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # JSON errors are ValueErrors
+            first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise EmbedderError(f"cannot read the tokenizer {path}: {first}",
                                 "delete the folder to fetch it again, or point COPILOT_EMBED_MODEL_DIR "
                                 "at good files") from None
-        # tokenizer.json files often carry padding/truncation for 128 tokens; ours are set here.
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        return tokenizer
 
     def _load_session(self, path: Path) -> Any:
         import onnxruntime as ort
@@ -423,13 +424,13 @@ class MiniLMEmbedder:
         tokenizer, _ = self._load()
         for start in range(0, len(texts), _WINDOW):
             window = [t[:_MAX_CHARS] for t in texts[start:start + _WINDOW]]
-            encodings = tokenizer.encode_batch(window)
-            lengths = [len(e.ids) for e in encodings]
+            encodings = tokenizer.encode_batch(window, MAX_TOKENS)
+            lengths = [len(ids) for ids in encodings]
             order = list(range(len(encodings)))
             if self.sort_by_length:
                 order.sort(key=lengths.__getitem__, reverse=True)
             for batch in self._batches(order, lengths):
-                vectors = self._run([encodings[i].ids for i in batch])
+                vectors = self._run([encodings[i] for i in batch])
                 out[[start + i for i in batch]] = vectors
         return out
 
