@@ -202,10 +202,11 @@ class EarlierExchanges(Static):
     """The line that stands for the exchanges folded away above."""
 
     def __init__(self, count: int) -> None:
-        plural = "s" if count != 1 else ""
+        what = "1 earlier question" if count == 1 else f"{count} earlier questions"
         super().__init__(Content.assemble(
-            (f"▲ {count} earlier question{plural} in this chat", "bold"),
-            (" — click, or press [ at the first one below, to show them", "$text-muted")), classes="earlier")
+            (f"▲ {what} in this chat", "bold"),
+            (f" — click, or press [ at the first one below, to show {'it' if count == 1 else 'them'}",
+             "$text-muted")), classes="earlier")
 
     async def on_click(self) -> None:
         await self.query_ancestor(Conversation).unfold()
