@@ -11,6 +11,11 @@ An answer that never parts from them is an echo: the engine asks once more with 
 Words are compared lowercased, with citation markers, punctuation and markup dropped. A held
 text counts as an echo only when it is at least `MIN_WORDS` words long or holds half of what it
 repeats, so a short answer such as "No." to "no module named 'x'" is not taken for one.
+
+An instruction said back whole and then followed by a real answer is dropped, and the answer
+shown from its first word (qwen2.5-coder:1.5b opened an answer without sources with the whole
+"No sources were found…" instruction). The question is not: an answer that quotes the pasted
+error and then explains it is shown whole.
 """
 
 from __future__ import annotations
@@ -27,23 +32,43 @@ def normalize(text: str) -> str:
 
 
 class EchoGuard:
-    """Feed it the streamed pieces; it returns what may be shown now."""
+    """Feed it the streamed pieces; it returns what may be shown now. `instructions` are
+    references too, and one said back whole before the answer is dropped."""
 
-    def __init__(self, *references: str) -> None:
-        self._refs = [r for r in (normalize(x) for x in references) if r]
+    def __init__(self, *references: str, instructions: tuple[str, ...] = ()) -> None:
+        self._instructions = [r for r in (normalize(x) for x in instructions) if r]
+        self._refs = [r for r in (normalize(x) for x in references) if r] + self._instructions
         self._held: list[str] = []
+        self._dropped = False  # an instruction said back whole was dropped
         self.open = not self._refs  # True once the answer has parted from every reference
 
     def feed(self, piece: str) -> list[str]:
         if self.open:
             return [piece]
         self._held.append(piece)
-        said = normalize("".join(self._held))
-        if not said or any(ref.startswith(said) for ref in self._refs):
-            return []
+        while True:
+            text = "".join(self._held)
+            said = normalize(text)
+            if not said or any(ref.startswith(said) for ref in self._refs):
+                return []
+            rest = self._after_instruction(text, said)
+            if rest is None:
+                break
+            self._dropped = True
+            self._held = [rest] if rest else []
         self.open = True
         held, self._held = self._held, []
         return held
+
+    def _after_instruction(self, text: str, said: str) -> str | None:
+        """What follows an instruction said back whole at the start of `text` (None: none was)."""
+        for ref in self._instructions:
+            if said.startswith(ref + " "):
+                end = next(i for i in range(1, len(text) + 1) if normalize(text[:i]) == ref)
+                while end < len(text) and normalize(text[:end + 1]) == ref:
+                    end += 1  # past what normalizing drops: punctuation, spaces, markers
+                return text[end:]
+        return None
 
     def release(self) -> list[str]:
         """What is still held (the stream ended or broke): to show when it is not an echo."""
@@ -53,7 +78,9 @@ class EchoGuard:
     def is_echo(self) -> bool:
         """Whether what is held, at the end of the stream, is only a repeat of a reference."""
         said = normalize("".join(self._held))
-        if self.open or not said:
+        if self.open:
             return False
+        if not said:
+            return self._dropped  # an instruction said back, and nothing after it
         words = len(said.split())
         return any(ref.startswith(said) and (words >= MIN_WORDS or 2 * len(said) >= len(ref)) for ref in self._refs)

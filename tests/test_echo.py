@@ -80,3 +80,29 @@ def test_an_echo_twice_is_shown_rather_than_nothing(env, ollama, web, site) -> N
     out = json.loads(proc.stdout)
     assert out["answer"].startswith(QUESTION)  # the second try is not held back
     assert len([r for r in ollama.requests if r["path"] == "/api/chat"]) == 2  # asked again once, not more
+
+
+def test_an_instruction_said_back_whole_before_the_answer_is_dropped() -> None:
+    """The model opened an answer without sources with the whole instruction, then answered."""
+    from copilot.prompting import NO_SOURCES_INSTRUCTION
+
+    answer = "As far as I know, `asyncio.run()` starts a new event loop."
+    text = f"{NO_SOURCES_INSTRUCTION} [1]\n\n{answer}"
+    guard = EchoGuard(ERROR, f"Question: {ERROR}", instructions=(NO_SOURCES_INSTRUCTION,))
+    shown = feed_all(guard, [text[i:i + 3] for i in range(0, len(text), 3)]) + guard.release()
+    assert "".join(shown) == answer and not guard.is_echo()
+    # the question quoted whole is not dropped (an error, then what it means)
+    guard = EchoGuard(ERROR, instructions=(CITE_INSTRUCTION,))
+    assert "".join(feed_all(guard, [ERROR, " means one has no tzinfo"])) == f"{ERROR} means one has no tzinfo"
+    # the instruction and nothing else is an echo
+    guard = EchoGuard(ERROR, instructions=(CITE_INSTRUCTION,))
+    assert feed_all(guard, [CITE_INSTRUCTION]) == [] and guard.is_echo()
+
+
+def test_ask_without_sources_drops_the_instruction_said_back(env, ollama) -> None:
+    from copilot.prompting import NO_SOURCES_INSTRUCTION
+
+    ollama.reply_with(f"{NO_SOURCES_INSTRUCTION}\n\nUse a new event loop.")
+    out = run_cli("ask", "--no-web", "--json", QUESTION)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answer"] == "Use a new event loop."
