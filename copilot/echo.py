@@ -13,8 +13,8 @@ text counts as an echo only when it is at least `MIN_WORDS` words long or holds 
 repeats, so a short answer such as "No." to "no module named 'x'" is not taken for one.
 
 An instruction said back whole and then followed by a real answer is dropped, and the answer
-shown from its first word (qwen2.5-coder:1.5b opened an answer without sources with the whole
-"No sources were found…" instruction). The question is not: an answer that quotes the pasted
+shown from its first word (qwen2.5-coder:1.5b opened answers without sources with the whole
+instruction said back). The question is not: an answer that quotes the pasted
 error and then explains it is shown whole.
 """
 
