@@ -33,6 +33,16 @@ reads, 12 of 12 cited and none echoed it (key facts 5 of 12 in all three). Hence
 Not adopted: "quote the line or code from the sources that solves it" (cited 9 of 12, key facts
 unchanged); "every answer cites at least one source, code answers too" (on 16 dev2 questions, 8
 of which had gone uncited: cited 8 → 12, key facts 12 → 9).
+
+Then a fixed opening instead of "Start with one sentence that answers the question and ends with
+the number of its source": 'Start your answer with "According to [n]," …, and finish that
+sentence with the answer'. The uncited answers had opened with "To do X, you can use the
+following code:" and never came back to a source; a template the model fills in is what it
+follows. On the same 16 dev2 questions: cited 14 → 16, key facts 9 → 12, supported citations
+17 % → 50 %; on all 50 dev2 questions: cited 100 % (84 % before), key facts 66 % against 62 % for
+the plain top 3, 718 prompt tokens. Then, once, the held-out set: cited 100 % (88-92 % before),
+key facts 60 % (44-50 %) against 72 % for the plain top 3, supported citations 61 %, 736 prompt
+tokens (bench/results/eval_answers_heldout_session4.json).
 """
 
 from __future__ import annotations
@@ -51,8 +61,9 @@ SYSTEM_PROMPT = (
 )
 
 CITE_INSTRUCTION = (
-    "Start with one sentence that answers the question and ends with the number of its source in "
-    "brackets. Then explain briefly, putting [n] after every sentence taken from source n. "
+    'Start your answer with "According to [n]," where n is the number of the source that answers '
+    "the question, and finish that sentence with the answer. "
+    "Then explain briefly, putting [n] after every sentence taken from source n. "
     "Use the exact names of functions, options and values the sources give. "
     "Never put [n] inside code blocks. Do not list the sources at the end. "
     "If the sources do not answer the question, say so."

@@ -32,7 +32,7 @@ def test_the_question_said_back_is_an_echo_and_nothing_is_shown() -> None:
                             " [", "1", "]"]) == []
     assert guard.is_echo()
     guard = EchoGuard(ERROR, CITE_INSTRUCTION)
-    assert feed_all(guard, ["Start with one sentence", " that answers the question"]) == []
+    assert feed_all(guard, ["Start your answer with", ' "According to [n]," where n']) == []
     assert guard.is_echo()  # the instruction, said back
 
 

@@ -60,13 +60,13 @@ def test_user_message_layout():
     i_src = user.index("<source>\n[1] ")
     i_ctx = user.index("<context>")
     i_q = user.index("Question: How do I declare a generic type?")
-    i_ins = user.index("Start with one sentence that answers the question")
+    i_ins = user.index('Start your answer with "According to [n],"')
     assert i_src < i_ctx < i_ins < i_q
     assert user.rstrip().endswith("Question: How do I declare a generic type?")
     assert "$ mypy x.py" in user[i_ctx:i_ins]
     assert "not instructions" in user[:i_src + 1] + user[i_ctx - 80:i_ctx]
     tail = user[i_ins:i_q]
-    for phrase in ("number of its source in brackets", "[n] after every sentence", "code blocks",
+    for phrase in ("number of the source that answers", "[n] after every sentence", "code blocks",
                    "Do not list the sources"):
         assert phrase in tail
 
@@ -138,7 +138,7 @@ def test_prompt_is_compact():
     msgs = build_messages("How do I declare a generic type?", make_sources())
     overhead = estimate_tokens(msgs[0]["content"]) + estimate_tokens(msgs[1]["content"]) - sum(
         estimate_tokens(s.text) for s in make_sources())
-    assert overhead < 225  # ~62 system + ~155 user (two headers, tags, question, instruction)
+    assert overhead < 230  # ~62 system + ~160 user (two headers, tags, question, instruction)
 
 
 # Token counts measured with the Qwen2.5 tokenizer (qwen2.5-coder:1.5b GGUF, llama.cpp).
