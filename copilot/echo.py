@@ -64,9 +64,9 @@ class EchoGuard:
         """What follows an instruction said back whole at the start of `text` (None: none was)."""
         for ref in self._instructions:
             if said.startswith(ref + " "):
-                end = next(i for i in range(1, len(text) + 1) if normalize(text[:i]) == ref)
-                while end < len(text) and normalize(text[:end + 1]) == ref:
-                    end += 1  # past what normalizing drops: punctuation, spaces, markers
+                # the longest start of the text that reads as the instruction (so the cut also
+                # takes what normalizing drops after it: punctuation, spaces, markers)
+                end = max(i for i in range(len(text) + 1) if normalize(text[:i]) == ref)
                 return text[end:]
         return None
 

@@ -411,8 +411,8 @@ async def ask(question: str, settings: Settings, options: AskOptions | None = No
 
         for attempt in (1, 2):
             # The first try is watched for an answer that only says the question back (copilot.echo)
-            guard = EchoGuard(question, f"Question: {question}", instructions=(instruction,)) if attempt == 1 \
-                else EchoGuard(instructions=(instruction,))
+            said_back = (question, f"Question: {question}") if attempt == 1 else ()
+            guard = EchoGuard(*said_back, instructions=(instruction,))
             stats = llm.ChatStats()
             stream = llm.stream_chat(chat_settings, model, messages, num_ctx, stats).__aiter__()
             step: asyncio.Future | None = None

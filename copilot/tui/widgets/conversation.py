@@ -245,7 +245,7 @@ class Conversation(VerticalScroll, can_focus=True):
             await w.remove()
         exchange = Exchange(state)
         await self.mount(exchange)
-        await self._fold_to(MOUNTED)
+        await self._fold()
         self.select(exchange)
         if follow:
             self.follow = True
@@ -255,21 +255,21 @@ class Conversation(VerticalScroll, can_focus=True):
     async def load(self, states: list[ExchangeState]) -> Exchange | None:
         """Show a whole conversation (a resumed one): the last `MOUNTED` exchanges mounted, the
         others folded; returns the last exchange."""
-        await self.clear_all()
         if not states:
+            await self.clear_all()
             return None
-        for w in self.query(".welcome"):
-            await w.remove()
+        await self._reset()
         self.folded = list(states[:-MOUNTED])
         await self.mount_all([Exchange(s) for s in states[-MOUNTED:]])
         await self._show_folded()
         return self.exchanges[-1]
 
-    async def _fold_to(self, keep: int) -> None:
+    async def _fold(self) -> None:
+        """Fold all but the last `MOUNTED` exchanges away."""
         mounted = self.exchanges
-        if len(mounted) <= keep:
+        if len(mounted) <= MOUNTED:
             return
-        old = mounted[:len(mounted) - keep]
+        old = mounted[:-MOUNTED]
         self.folded.extend(e.state for e in old)
         await self.remove_children(old)
         await self._show_folded()
@@ -318,11 +318,15 @@ class Conversation(VerticalScroll, can_focus=True):
         super().action_scroll_home()
 
     async def clear_all(self) -> None:
+        await self._reset()
+        await self.mount(Static(Content(WELCOME), classes="welcome"))
+
+    async def _reset(self) -> None:
+        """Nothing mounted, nothing folded, following the end."""
         self.anchor(False)
         self.follow = True
         self.folded = []
         await self.remove_children()
-        await self.mount(Static(Content(WELCOME), classes="welcome"))
 
     def select(self, exchange: Exchange | None) -> None:
         changed = False
